@@ -1,0 +1,169 @@
+"""Tables the replenishment service owns: households, consent, catalog, orders, outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import JSON, Column, Field, SQLModel
+
+from gateway import UTCDateTime
+
+__all__ = [
+    "Claim",
+    "ConsentRecord",
+    "Fulfiller",
+    "Household",
+    "Order",
+    "OrderEvent",
+    "OutboxMessage",
+    "Product",
+    "SlotSetting",
+]
+
+
+def _ts(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class Household(SQLModel, table=True):
+    """A customer account."""
+
+    __tablename__ = "households"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=254, sa_column_kwargs={"unique": True})
+    name: str = Field(max_length=128)
+    password_hash: str = Field(max_length=256)
+    pseudonym: str = Field(max_length=64, sa_column_kwargs={"unique": True})  # what fulfilment sees
+    monthly_budget_cents: int = 5000
+    currency: str = Field(default="EUR", max_length=3)
+    address: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class Claim(SQLModel, table=True):
+    """Which household owns a device."""
+
+    __tablename__ = "claims"
+
+    device_id: str = Field(primary_key=True, foreign_key="gw_devices.device_id", max_length=64)
+    household_id: int = Field(foreign_key="households.id", index=True)
+    claimed_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class ConsentRecord(SQLModel, table=True):
+    """An audit record of one grant or withdrawal; the latest per (device, scope) is in force."""
+
+    __tablename__ = "consent_records"
+
+    id: int | None = Field(default=None, primary_key=True)
+    household_id: int = Field(foreign_key="households.id", index=True)
+    device_id: str = Field(max_length=64, index=True)
+    scope: str = Field(max_length=16)  # telemetry | auto_order
+    granted: bool
+    actor: str = Field(max_length=254)
+    wording_version: str = Field(max_length=32)
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class Product(SQLModel, table=True):
+    """A catalog item that fits some device models' slots."""
+
+    __tablename__ = "products"
+
+    sku: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    consumable: str = Field(max_length=64, index=True)
+    models: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    unit_price_cents: int
+    currency: str = Field(default="EUR", max_length=3)
+    fulfiller_id: str = Field(foreign_key="fulfillers.id", max_length=64)
+
+
+class SlotSetting(SQLModel, table=True):
+    """A household's choices for one slot."""
+
+    __tablename__ = "slot_settings"
+
+    device_id: str = Field(primary_key=True, max_length=64)
+    slot_id: str = Field(primary_key=True, max_length=32)
+    household_id: int = Field(foreign_key="households.id", index=True)
+    sku: str = Field(foreign_key="products.sku", max_length=64)
+    quantity: int = 1
+    mode: str = Field(default="auto", max_length=16)  # auto | approve | notify
+
+
+class Fulfiller(SQLModel, table=True):
+    """A fulfilment system: where orders go and how it authenticates back."""
+
+    __tablename__ = "fulfillers"
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=128)
+    webhook_url: str = Field(max_length=512)
+    webhook_secret: str = Field(max_length=128)  # whsec_<base64>, per Standard Webhooks
+    api_key_hash: str = Field(max_length=128, index=True)  # sha256 hex of the API key
+    lead_time_days: float = 4.0
+    sandbox: bool = False
+
+
+class Order(SQLModel, table=True):
+    """One order for one need of one slot."""
+
+    __tablename__ = "orders"
+
+    id: str = Field(primary_key=True, max_length=36)
+    # SPEC 5: never two orders for one need; the key names the need (slot + refill segment).
+    idempotency_key: str = Field(max_length=200, sa_column_kwargs={"unique": True})
+    household_id: int = Field(foreign_key="households.id", index=True)
+    device_id: str = Field(max_length=64, index=True)
+    slot_id: str = Field(max_length=32)
+    fulfiller_id: str = Field(foreign_key="fulfillers.id", max_length=64, index=True)
+    sku: str = Field(max_length=64)
+    quantity: int
+    unit_price_cents: int
+    currency: str = Field(max_length=3)
+    status: str = Field(max_length=24, index=True)
+    reason: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    release_at: datetime | None = _ts(index=True)
+    released_at: datetime | None = _ts()
+    expected_delivery: datetime | None = _ts()
+    tracking: str | None = Field(default=None, max_length=128)
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class OrderEvent(SQLModel, table=True):
+    """A fulfilment event as received; the unique key makes redelivery harmless."""
+
+    __tablename__ = "order_events"
+    __table_args__ = (sa.UniqueConstraint("order_id", "event_id", name="uq_order_events_once"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str = Field(foreign_key="orders.id", max_length=36, index=True)
+    event_id: str = Field(max_length=128)
+    type: str = Field(max_length=24)
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A webhook to deliver, written in the same transaction as the order change it announces."""
+
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    webhook_id: str = Field(max_length=64, sa_column_kwargs={"unique": True})
+    order_id: str = Field(foreign_key="orders.id", max_length=36, index=True)
+    fulfiller_id: str = Field(foreign_key="fulfillers.id", max_length=64)
+    event_type: str = Field(max_length=48)
+    payload: str = Field(sa_column=Column(sa.Text, nullable=False))
+    attempts: int = 0
+    next_attempt_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    sent_at: datetime | None = _ts(index=True)
+    failed_at: datetime | None = _ts()
+    last_error: str | None = Field(default=None, max_length=512)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

@@ -1,0 +1,45 @@
+"""Typed settings from REPLENISH_* environment variables; they fail fast on unsafe values."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEV_SECRET", "Settings"]
+
+DEV_SECRET = "dev-only-change-me"  # refused outside development
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="REPLENISH_", extra="ignore")
+
+    env: Literal["development", "production", "test"] = "development"
+    database_url: str = "sqlite:///./replenish.db"
+    mqtt_url: str = Field("", description="empty: start the embedded broker")
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
+    secret_key: str = DEV_SECRET
+    clock_speed: float = Field(1.0, gt=0)
+    clock_start: datetime | None = None
+    tick_seconds: float = Field(1.0, gt=0)
+    cancel_window_hours: float = Field(24.0, ge=0)
+    lead_time_days: float = Field(4.0, ge=0)
+    retention_days: int = Field(400, ge=1)
+    gateway_client_id: str = "replenish-gateway"
+    log_format: Literal["json", "console"] = "console"
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> Settings:
+        if self.env == "production" and self.secret_key == DEV_SECRET:
+            raise ValueError("REPLENISH_SECRET_KEY must be set to a real secret in production")
+        if self.clock_start is not None and self.clock_start.tzinfo is None:
+            raise ValueError("REPLENISH_CLOCK_START must carry a UTC offset")
+        return self
