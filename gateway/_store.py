@@ -72,6 +72,13 @@ class GatewayStore:
             s.add(device)
             s.commit()
 
+    def register_device(self, device_id: str) -> None:
+        """Make sure the registry knows a device, before or after its first birth message."""
+        with Session(self.engine) as s:
+            if s.get(GwDevice, device_id) is None:
+                s.add(GwDevice(device_id=device_id))
+                s.commit()
+
     def set_store_readings(self, device_id: str, allowed: bool) -> None:
         """Switch storage of a device's readings on or off (the household's telemetry consent)."""
         with Session(self.engine) as s:

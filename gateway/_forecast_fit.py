@@ -1,0 +1,278 @@
+"""The maths of the forecasting core for one chunk of slots: closed-form sums over (S, N) arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["DAY", "METHODS", "fit_chunk", "normalise_away"]
+
+DAY = 86_400.0
+METHODS = ("none", "prior only", "level regression", "step-down regression", "step bound")
+_NONE, _PRIOR, _LEVEL, _STEPDOWN, _BOUND = range(len(METHODS))
+
+_Z90 = 1.2815515655446004  # one-sided 90 % normal quantile: P10 and P90
+# A rise this far beyond one quantisation step is a refill: about 7 sd of the difference of two
+# readings with 1 % noise, and below any real top-up.
+_REFILL_JUMP = 0.10
+# Steps we detect, coarsest first: 4 bars, 5 bars, 10 % and 5 %. Finer resolutions (1 %) are
+# treated as unquantised: their rounding error (0.3 % sd) is just noise.
+_STEPS = (0.25, 0.2, 0.1, 0.05)
+_STEP_TOL = 1e-6  # on a step if this close to a multiple of it (float32 round trips stay within)
+_MIN_DETECT = 3  # readings needed before a row's levels can be called quantised
+_MIN_POINTS = 3  # a line with an error estimate needs three points
+# Diffusion per unit rate, E[X^2]/E[X] of a compound Poisson use: events of ~1 % of capacity with
+# exponential sizes. Used when the data cannot measure it, and as a prior worth _PRIOR_DOF increments.
+_EVENT_SIZE = 0.02
+_PRIOR_DOF = 3.0
+_MAX_CV = 3.0  # beyond this relative sd a log-normal rate is meaningless: keep it normal
+_RATE_SD_FLOOR = 1e-6  # per day: keeps a noiseless line from having infinite precision
+
+
+def normalise_away(away: np.ndarray) -> np.ndarray:
+    """(S, K, 2) away periods sorted by start and made disjoint; NaN padding becomes empty periods."""
+    a = np.where(np.isnan(away), 0.0, away)
+    a = np.take_along_axis(a, np.argsort(a[:, :, 0], axis=1)[:, :, None], axis=1)
+    prev_end = np.maximum.accumulate(a[:, :, 1], axis=1)
+    start = a[:, :, 0].copy()
+    start[:, 1:] = np.maximum(start[:, 1:], prev_end[:, :-1])
+    return np.stack([start, np.maximum(a[:, :, 1], start)], axis=2)
+
+
+def _away_before(t: np.ndarray, away: np.ndarray) -> np.ndarray:
+    """Away time before each t (same unit as away); t is (S, N) or (S,)."""
+    ex = (slice(None),) + (None,) * (t.ndim - 1)
+    total = np.zeros_like(t)
+    for k in range(away.shape[1]):  # a handful of periods per slot
+        s, e = away[:, k, 0][ex], away[:, k, 1][ex]
+        total += np.clip(t - s, 0.0, e - s)
+    return total
+
+
+def _push_past_away(t_end: np.ndarray, now: np.ndarray, away: np.ndarray) -> np.ndarray:
+    """Wall-clock time at which t_end (counted in active time from now) falls once away periods pause use."""
+    for k in range(away.shape[1]):  # sorted and disjoint, so one forward sweep suffices
+        s = np.maximum(away[:, k, 0], now)
+        e = away[:, k, 1]
+        t_end = np.where((e > s) & (s < t_end), t_end + (e - s), t_end)
+    return t_end
+
+
+def _detect_step(lv: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
+    """The coarsest step in _STEPS that every valid level sits on, else 0 (a flat row gets the coarsest: the cautious guess)."""
+    fine = _STEPS[-1]
+    tol = _STEP_TOL / fine
+    head = lv[:, :_MIN_DETECT] / fine
+    rows = np.flatnonzero((n_valid >= _MIN_DETECT) & (np.abs(head - np.rint(head)) < tol).all(axis=1))
+    step = np.zeros(len(lv))
+    if rows.size:  # the full check only for rows whose first readings sit on the grid
+        k = lv[rows] / fine
+        ki = np.rint(k)
+        on = ~(np.abs(k - ki) >= tol).any(axis=1)  # NaN padding compares False
+        # Which multiples of the fine step occur, as bits (NaN casts out of range and is clipped
+        # to bit 0: level 0 sits on every step).
+        seen = np.bitwise_or.reduce(np.left_shift(1, np.clip(ki.astype(np.int32), 0, 30)), axis=1)
+        found = np.where(on, fine, 0.0)
+        for cand in reversed(_STEPS[:-1]):  # finer first, so coarser ones overwrite
+            mult = round(cand / fine)
+            grid = sum(1 << b for b in range(0, 31, mult))
+            found = np.where(on & (seen & ~grid == 0), cand, found)
+        step[rows] = found
+    return step
+
+
+def _row_sum(a: np.ndarray) -> np.ndarray:
+    """Sums along rows as a float32 matrix-vector product: BLAS beats numpy's reductions on short rows."""
+    return a.astype(np.float32, copy=False) @ np.ones(a.shape[1], np.float32)
+
+
+def _at(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """a[i, idx[i]] per row (idx clipped into range), as float64."""
+    return a[np.arange(len(a)), np.clip(idx, 0, a.shape[1] - 1)].astype(np.float64)
+
+
+def _triangle(ncol: int) -> np.ndarray:
+    """(N, N-1) matrix whose product with a row gives its sums before each of points 1..N-1."""
+    return (np.arange(ncol)[:, None] < np.arange(1, ncol)[None, :]).astype(np.float32)
+
+
+def fit_chunk(
+    t: np.ndarray,
+    y: np.ndarray,
+    now: np.ndarray,
+    step: np.ndarray,
+    away: np.ndarray | None,
+    mu0: np.ndarray,
+    sd0: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """Forecast one chunk; returns rate, level, p10, p50, p90, confidence, n, method, rate sd, prior weight, step."""
+    # Hot (S, N) arrays are float32 and updated in place: allocation, not arithmetic, is the cost.
+    s, ncol = t.shape
+    col = np.arange(ncol)
+    valid = np.isfinite(t) & np.isfinite(y)
+    n_valid = _row_sum(valid).astype(np.int64)
+    t0 = t[:, 0].copy()  # each row's clock origin: its first reading, or its earliest if that is missing
+    odd = np.flatnonzero(~valid[:, 0] & (n_valid > 0))
+    if odd.size:
+        t0[odd] = np.min(np.where(valid[odd], t[odd], np.inf), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        x = np.empty((s, ncol), np.float32)  # active days since t0
+        np.subtract(t, t0[:, None], out=x)
+        x *= np.float32(1 / DAY)
+        now_d = (now - t0) / DAY
+        tau_now = now_d
+        if away is not None:
+            away = (away - t0[:, None, None]) / DAY  # in days since t0, like x
+            x -= _away_before(x, away)
+            tau_now = now_d - _away_before(now_d, away)
+        np.copyto(x, np.inf, where=~valid)
+        lv = y.astype(np.float32)
+        np.copyto(lv, np.nan, where=~valid)
+        rows = np.flatnonzero(_row_sum(x[:, 1:] < x[:, :-1]))
+        if rows.size:
+            order = np.argsort(x[rows], axis=1, kind="stable")
+            x[rows] = np.take_along_axis(x[rows], order, axis=1)
+            lv[rows] = np.take_along_axis(lv[rows], order, axis=1)
+            valid[rows] = np.isfinite(x[rows])
+        todo = np.flatnonzero(np.isnan(step))
+        step = step.copy()
+        if todo.size == s:
+            step = _detect_step(lv, n_valid)
+        elif todo.size:
+            step[todo] = _detect_step(lv[todo], n_valid[todo])
+        half = step / 2
+
+        # Segment: readings after the last big upward jump (a refill the caller left in).
+        rise = (lv[:, 1:] - lv[:, :-1]) > (_REFILL_JUMP + step)[:, None].astype(np.float32)
+        start = np.zeros(s, dtype=np.int64)
+        jumped = np.flatnonzero(_row_sum(rise))
+        if jumped.size:
+            start[jumped] = ncol - 1 - np.argmax(rise[jumped, ::-1], axis=1)
+        n_seg = n_valid - start
+        last = n_valid - 1
+        x_last, y_last = _at(x, last), _at(lv, last)
+        span = x_last - _at(x, start)
+        q = step > 0
+        floor_last = y_last.copy()
+
+        # Points to fit: every reading, or for quantised slots the first reading at each new low,
+        # placed mid-way through the gap in which the level crossed into it. Rows that drop
+        # points are compacted so that the fitted points come first.
+        n = n_seg.copy()
+        need = np.flatnonzero(q | (start > 0))
+        if need.size:
+            xs, ys = x[need], lv[need]
+            w = valid[need] & (col >= start[need, None])
+            qi = np.flatnonzero(q[need])
+            if qi.size:
+                yq = np.where(w[qi], ys[qi], np.inf)
+                runmin = np.minimum.accumulate(yq, axis=1)
+                prev = np.full_like(runmin, np.inf)
+                prev[:, 1:] = runmin[:, :-1]
+                w[qi] &= np.isfinite(prev) & (yq < prev - half[need[qi], None].astype(np.float32))
+                xs[qi, 1:] = (xs[qi, 1:] + xs[qi, :-1]) / 2
+                ys[qi] = (prev + yq) / 2
+                floor_last[need[qi]] = runmin[:, -1]
+            n[need] = _row_sum(w)
+            ri, ci = np.nonzero(w)
+            pos = np.arange(ri.size) - (np.cumsum(n[need]) - n[need])[ri]
+            x[need[ri], pos] = xs[ri, ci]
+            lv[need[ri], pos] = ys[ri, ci]
+        m = col < n[:, None]
+        X, Y = x, lv
+        ax, ay = _at(X, n - 1), _at(Y, n - 1)
+        np.copyto(X, 0.0, where=~m)
+        np.copyto(Y, 0.0, where=~m)
+
+        # Least-squares line, then the variogram of its residuals: e^2 ~ 2 eta^2 + sigma^2 gap.
+        nn = np.maximum(n, 1)
+        mx, my = _row_sum(X) / nn, _row_sum(Y) / nn
+        dx, dy = X - mx[:, None].astype(np.float32), Y - my[:, None].astype(np.float32)
+        dx *= m
+        dy *= m
+        sxx = np.einsum("ij,ij->i", dx, dx).astype(np.float64)
+        slope = np.einsum("ij,ij->i", dx, dy) / sxx
+        res = dy
+        res -= slope[:, None].astype(np.float32) * dx
+        sums = np.zeros((5, s))  # pairs, sum gap, sum gap^2, sum e^2, sum gap e^2
+        gaps = []
+        for lag in (1, 2):
+            ml = m[:, lag:]
+            gap = X[:, lag:] - X[:, :-lag]
+            gap *= ml
+            e2 = res[:, lag:] - res[:, :-lag]
+            e2 *= e2
+            e2 *= ml
+            sums += (np.maximum(n - lag, 0), _row_sum(gap), np.einsum("ij,ij->i", gap, gap),
+                     _row_sum(e2), np.einsum("ij,ij->i", gap, e2))  # fmt: skip
+            gaps.append(gap)
+        c0, c1, c2, e0, e1 = sums
+        beta = (c0 * e1 - c1 * e0) / (c0 * c2 - c1 * c1)
+        alpha = (e0 - beta * c1) / c0
+        beta = np.where(alpha < 0, e1 / c2, beta)
+        alpha = np.where(alpha < 0, 0.0, alpha)
+        alpha = np.where(beta < 0, e0 / c0, alpha)
+        beta = np.where(beta < 0, 0.0, beta)
+        eta2 = np.nan_to_num(alpha / 2)
+        rate_d = -slope
+        incr = np.maximum(n - 1, 0)
+        sig2 = (incr * np.nan_to_num(beta) + _PRIOR_DOF * _EVENT_SIZE * np.maximum(rate_d, 0)) / (incr + _PRIOR_DOF)
+        # Var of an OLS slope when the level is a random walk plus noise: the walk's part is
+        # sigma^2 sum(gap_j * P_j^2) / sxx^2, P_j the sum of centred times before point j
+        # (a product with a triangle of ones: a cumulative sum along rows is slower).
+        pre = dx @ _triangle(ncol)
+        pre *= pre
+        walk = np.einsum("ij,ij->i", gaps[0], pre)
+        var_d = eta2 / sxx + sig2 * walk / (sxx * sxx)
+
+        reg = (n >= _MIN_POINTS) & (sxx > 0) & np.isfinite(var_d)
+        bound = q & ~reg & (span > 0)
+        k = np.where(q, n, 0)
+        rate_d = np.where(reg, rate_d, np.where(bound, np.maximum(k, 0.5) * step / span, np.nan))
+        var_d = np.where(reg, var_d, np.square(np.minimum(k + 1, 2) * step / span) / 12)
+        pd = np.where(reg | bound, 1 / np.maximum(var_d, _RATE_SD_FLOOR**2), 0.0)
+        pp = np.where(np.isfinite(mu0) & np.isfinite(sd0), 1 / np.maximum(sd0, _RATE_SD_FLOOR) ** 2, 0.0)
+        prec = pd + pp
+        rate = (pd * np.nan_to_num(rate_d) + pp * np.nan_to_num(mu0)) / prec  # NaN when no evidence
+        var_r = 1 / prec
+        prior_w = pp / prec
+        rate = np.maximum(rate, 0.0)
+        sig2 = np.where(reg, sig2, _EVENT_SIZE * rate)
+        eta2 = np.where(reg, eta2, step * step / 12)
+
+        # Level now: from the last fitted point (or reading), kept inside the last reading's band.
+        lvl = np.where(reg, ay - rate * (x_last - ax), y_last)
+        lvl = np.where(q, np.clip(lvl, floor_last - half, floor_last + half), lvl)
+        g = np.maximum(tau_now - x_last, 0.0)
+        level = np.clip(lvl - rate * g, 0.0, 1.0)
+        var_l = eta2 + sig2 * g + var_r * g * g
+
+        # Time h at which use C(h) ~ N(rate h, var_l + sig2 h + v h^2) reaches the level:
+        # (level - rate h)^2 = z^2 (var_l + sig2 h + v h^2), solved without cancellation. The
+        # rate is log-normal (few bursts make its upper tail long): v is the normal variance
+        # that reproduces its upper bound for P10 and its lower bound for P90; in the fast
+        # scenario of P10 the bursts' diffusion grows with the rate, as a compound Poisson's does.
+        z2 = _Z90 * _Z90
+        cv = np.sqrt(var_r) / rate
+        skew = (rate > 0) & (cv < _MAX_CV)
+        v_hi = np.where(skew, np.square(rate * np.expm1(_Z90 * cv) / _Z90), var_r)
+        v_lo = np.where(skew, np.square(rate * -np.expm1(-_Z90 * cv) / _Z90), var_r)
+        c = level * level - z2 * var_l
+        b = 2 * level * rate + z2 * sig2 * np.where(skew, np.exp(_Z90 * cv), 1.0)
+        a = rate * rate - z2 * v_hi
+        h10 = np.where(c > 0, 2 * c / (b + np.sqrt(np.maximum(b * b - 4 * a * c, 0.0))), 0.0)
+        b = 2 * level * rate + z2 * sig2
+        a = rate * rate - z2 * v_lo
+        h90 = np.where(a > 0, (b + np.sqrt(np.maximum(b * b - 4 * a * c, 0.0))) / (2 * a), np.inf)
+        h50 = np.where(rate > 0, level / rate, np.where(level > 0, np.inf, 0.0))
+        tte = []
+        for h in (h10, h50, h90):
+            if away is not None:
+                h = _push_past_away(now_d + h, now_d, away) - now_d
+            tte.append(np.where(np.isnan(level) | np.isnan(rate), np.nan, h))
+        p10, p50, p90 = tte
+        sharp = np.where(np.isfinite(p50) & (p50 > 0), p10 / p50, (p10 == p50).astype(float))
+        conf = np.clip(np.nan_to_num(sharp * (1 - prior_w)), 0.0, 1.0)
+
+    method = np.where(reg, np.where(q, _STEPDOWN, _LEVEL), np.where(bound, _BOUND, np.where(pp > 0, _PRIOR, _NONE)))
+    n_used = np.where(reg, n, n_seg)
+    return rate, level, p10, p50, p90, conf, n_used, method, np.sqrt(var_r), prior_w, step

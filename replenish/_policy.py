@@ -1,0 +1,93 @@
+"""The ordering policy: a pure function from one slot's situation to a decision; no I/O, no clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+__all__ = ["Decision", "Mode", "SlotSituation", "decide"]
+
+Mode = Literal["auto", "approve", "notify"]
+
+# An order waiting for approval needs time for the household to answer; a day is what
+# "approve before money moves" costs in lead time.
+APPROVAL_ALLOWANCE = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class SlotSituation:
+    """Everything the policy needs to know about one slot, as plain values."""
+
+    device_id: str
+    slot_id: str
+    mode: Mode
+    auto_order_consent: bool
+    open_order: bool
+    empty_p10: datetime | None
+    empty_p50: datetime | None
+    empty_p90: datetime | None
+    level_now: float | None
+    lead_time: timedelta
+    cancel_window: timedelta
+    order_cost_cents: int
+    spent_this_month_cents: int
+    monthly_budget_cents: int
+    currency: str = "EUR"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do for a slot now, and why, in words and numbers."""
+
+    action: Literal["wait", "order", "notify"]
+    reason: str
+    status: Literal["held", "awaiting_approval"] | None = None
+    release_at: datetime | None = None
+    why: dict[str, Any] = field(default_factory=dict)
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t else None
+
+
+def decide(s: SlotSituation, now: datetime, review_every: timedelta) -> Decision:
+    """Order when waiting until the next review would let the pessimistic (P10) run-out beat delivery."""
+    if not s.auto_order_consent and s.mode != "notify":
+        return Decision("wait", "no auto_order consent for this device")
+    if s.open_order:
+        return Decision("wait", "an order for this slot is already in flight")
+    if s.empty_p10 is None:
+        return Decision("wait", "no forecast of running out yet")
+    over_budget = s.spent_this_month_cents + s.order_cost_cents > s.monthly_budget_cents
+    needs_approval = s.mode == "approve" or over_budget
+    hold = APPROVAL_ALLOWANCE if needs_approval else s.cancel_window
+    arrives = now + hold + s.lead_time
+    why = {
+        "level_now": s.level_now,
+        "empty_p10": _iso(s.empty_p10),
+        "empty_p50": _iso(s.empty_p50),
+        "empty_p90": _iso(s.empty_p90),
+        "lead_time_days": s.lead_time.total_seconds() / 86400,
+        "hold_hours": hold.total_seconds() / 3600,
+        "expected_arrival": _iso(arrives),
+        "review_every_hours": review_every.total_seconds() / 3600,
+        "order_cost_cents": s.order_cost_cents,
+        "spent_this_month_cents": s.spent_this_month_cents,
+        "monthly_budget_cents": s.monthly_budget_cents,
+    }
+    if arrives + review_every < s.empty_p10:
+        return Decision("wait", "enough left to wait until the next review", why=why)
+    days_left = (s.empty_p10 - now).total_seconds() / 86400
+    summary = (
+        f"runs out in {max(days_left, 0):.1f} days at the earliest (P10); "
+        f"delivery takes {why['lead_time_days']:.1f} days after a {why['hold_hours']:.0f} h hold"
+    )
+    if s.mode == "notify":
+        return Decision("notify", summary, why=why)
+    if over_budget:
+        reason = f"{summary}; over the monthly budget, so it waits for approval"
+        return Decision("order", reason, "awaiting_approval", None, why)
+    if s.mode == "approve":
+        return Decision("order", f"{summary}; waits for approval", "awaiting_approval", None, why)
+    return Decision("order", summary, "held", now + s.cancel_window, why)

@@ -1,0 +1,81 @@
+"""Protocol v1 parsing: known answers and clear reasons."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from gateway import InvalidMessage, parse_birth, parse_status, parse_telemetry, parse_topic, topic_for
+from gateway._messages import SlotSpec
+from gateway._normalise import is_refill, normalise_level
+
+
+def _j(doc: object) -> bytes:
+    return json.dumps(doc).encode()
+
+
+def test_topics_round_trip_and_reject_foreign_ones() -> None:
+    assert parse_topic(topic_for("printer-1", "telemetry")).device_id == "printer-1"  # type: ignore[union-attr]
+    assert parse_topic("replenish/v1/devices/a/b/telemetry") is None
+    assert parse_topic("replenish/v1/devices/bad id/telemetry") is None
+    assert parse_topic("other/v1/devices/x/telemetry") is None
+    with pytest.raises(ValueError):
+        topic_for("x" * 65, "birth")
+
+
+def test_birth_parses_slots() -> None:
+    birth = parse_birth(
+        _j({"v": 1, "model": "m", "kind": "printer.inkjet", "firmware": "1", "slots": [{"slot": "black", "consumable": "ink.black", "unit": "percent", "capacity": 100}]})
+    )
+    assert birth.slots[0] == SlotSpec("black", "ink.black", "percent", 100.0, False)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"not json", "not_json"),
+        (b"[1]", "not_object"),
+        (_j({"v": 2}), "bad_version"),
+        (_j({"v": 1, "seq": -1, "ts": "2026-01-01T00:00:00Z", "levels": {"a": 1}}), "bad_field"),
+        (_j({"v": 1, "seq": 1, "ts": "yesterday", "levels": {"a": 1}}), "bad_timestamp"),
+        (_j({"v": 1, "seq": 1, "ts": "2026-01-01T00:00:00", "levels": {"a": 1}}), "bad_timestamp"),
+        (_j({"v": 1, "seq": 1, "ts": "2026-01-01T00:00:00Z", "levels": {"a": -5}}), "bad_level"),
+        (_j({"v": 1, "seq": 1, "ts": "2026-01-01T00:00:00Z", "levels": {"a": float("nan")}}), "bad_field"),
+        (b"{" * 70000, "too_large"),
+    ],
+)
+def test_bad_telemetry_is_rejected_with_a_reason(payload: bytes, reason: str) -> None:
+    with pytest.raises(InvalidMessage) as exc:
+        parse_telemetry(payload)
+    assert exc.value.reason == reason
+
+
+def test_telemetry_keeps_sentinels_and_events() -> None:
+    t = parse_telemetry(
+        _j({"v": 1, "seq": 7, "ts": "2026-01-01T10:00:00+01:00", "levels": {"a": 40, "b": "unknown", "c": None}, "events": [{"type": "replaced", "slot": "a", "level": 100}]})
+    )
+    assert t.ts == datetime(2026, 1, 1, 9, tzinfo=UTC)
+    assert t.levels == {"a": 40.0, "b": "unknown", "c": None}
+    assert t.events[0].slot_id == "a"
+
+
+def test_status() -> None:
+    assert parse_status(_j({"v": 1, "state": "online"})) is True
+    with pytest.raises(InvalidMessage):
+        parse_status(_j({"v": 1, "state": "asleep"}))
+
+
+def test_normalisation_units_receptacles_and_refills() -> None:
+    pct = SlotSpec("k", "ink", "percent", 100, False)
+    grams = SlotSpec("beans", "coffee", "g", 500, False)
+    waste = SlotSpec("waste", "toner.waste", "percent", 100, True)
+    assert normalise_level(40, pct) == pytest.approx(0.4)
+    assert normalise_level(125, grams) == pytest.approx(0.25)
+    assert normalise_level(30, waste) == pytest.approx(0.7)  # 30 % full = 70 % headroom
+    assert normalise_level("some", pct) is None
+    t0, t1 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    assert is_refill(0.1, t0, 0.95, t1)
+    assert not is_refill(0.4, t0, 0.5, t1)  # quantisation flicker
+    assert not is_refill(0.1, t1, 0.95, t0)  # an older message arriving late is no refill
