@@ -1,0 +1,113 @@
+"""The whole loop on real components: telemetry -> forecast -> order -> signed webhook -> events -> device refills."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+import uvicorn
+from standardwebhooks import Webhook
+
+from gateway import MqttTarget, free_port, new_client, topic_for
+from replenish._models import Product
+from replenish._sink import Sink
+from replenish.bootstrap import Service
+from replenish.settings import Settings
+
+from conftest import MQTT_URL
+
+SPEED = 3600.0  # one simulated hour per real second
+
+
+class _Printer:
+    """A minimal device on real MQTT: 2 % ink per simulated 2 hours, refills when told `delivered`."""
+
+    def __init__(self, target: MqttTarget, device_id: str, clock_now) -> None:  # type: ignore[no-untyped-def]
+        self.device_id, self.now = device_id, clock_now
+        self.level = 40.0
+        self.seq = 0
+        self.saw: list[str] = []
+        self.refilled = threading.Event()
+        self.client = new_client(target, device_id)
+        self.client.on_message = self._on_orders
+        self.client.connect(target.host, target.port)
+        self.client.subscribe(topic_for(device_id, "orders"), qos=1)
+        self.client.loop_start()
+        birth = {"v": 1, "model": "hp-67", "kind": "printer.inkjet", "firmware": "1.0", "slots": [{"slot": "black", "consumable": "ink.black", "unit": "percent", "capacity": 100}]}
+        self.client.publish(topic_for(device_id, "birth"), json.dumps(birth), qos=1, retain=True).wait_for_publish(10)
+
+    def _on_orders(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        slot = json.loads(msg.payload)["slots"].get("black", {})
+        self.saw.append(slot.get("status"))
+        if slot.get("status") == "delivered" and not self.refilled.is_set():
+            self.level = 100.0
+            self.refilled.set()
+            self.publish(events=[{"type": "replaced", "slot": "black", "level": 100}])
+
+    def publish(self, events: list[dict[str, object]] | None = None) -> None:
+        self.seq += 1
+        doc = {"v": 1, "seq": self.seq, "ts": self.now().isoformat(), "levels": {"black": round(self.level)}, "events": events or []}
+        self.client.publish(topic_for(self.device_id, "telemetry"), json.dumps(doc), qos=1)
+
+    def use(self) -> None:
+        self.level = max(self.level - 2.0, 0.0)
+        self.publish()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.mark.parametrize("combo", ["embedded+sqlite", pytest.param("mosquitto+postgres", marks=pytest.mark.infra)])
+def test_loop_end_to_end(combo: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    db = f"sqlite:///{tmp_path / 'loop.db'}" if combo.endswith("sqlite") else request.getfixturevalue("pg_database_url")
+    settings = Settings(
+        env="test", database_url=db, mqtt_url=MQTT_URL if combo.startswith("mosquitto") else "", mqtt_port=0, web_port=0,
+        clock_speed=SPEED, clock_start=datetime(2026, 11, 2, 8, tzinfo=UTC), tick_seconds=0.2, cancel_window_hours=2,
+        gateway_client_id="gw-" + uuid.uuid4().hex[:8],
+    )
+    service = Service(settings)
+    service.start()
+    sink_server = None
+    printer = None
+    try:
+        sink_port = free_port()
+        creds = service.catalog.add_fulfiller("sink", "Test sink", f"http://127.0.0.1:{sink_port}/webhooks/orders", lead_time_days=1)
+        sink = Sink(creds.webhook_secret, service.web_url, creds.api_key, service.clock, ship_after=timedelta(hours=2), deliver_after=timedelta(hours=6))
+        sink_server = uvicorn.Server(uvicorn.Config(sink.app(), host="127.0.0.1", port=sink_port, log_level="warning"))
+        threading.Thread(target=sink_server.run, daemon=True).start()
+        service.catalog.add_product(Product(sku="HP67XL-BK", name="HP 67XL black", consumable="ink.black", models=["hp-67"], unit_price_cents=2499, fulfiller_id="sink"))
+        hh = service.households.create("loop@example.org", "Loop", "correct horse battery", address={"line1": "1 Test St", "city": "Testville"})
+        device_id = "prn-" + uuid.uuid4().hex[:8]
+        printer = _Printer(service.mqtt_target, device_id, service.clock.now)
+        service.households.claim(hh.id, device_id)  # type: ignore[arg-type]
+        service.households.set_consent(hh.id, device_id, "telemetry", True, "loop@example.org")  # type: ignore[arg-type]
+        service.households.set_consent(hh.id, device_id, "auto_order", True, "loop@example.org")  # type: ignore[arg-type]
+        service.catalog.choose(hh.id, device_id, "black", "HP67XL-BK")  # type: ignore[arg-type]
+        deadline = time.monotonic() + 120
+        while not printer.refilled.is_set() and time.monotonic() < deadline:
+            printer.use()
+            time.sleep(2 / SPEED * 3600)  # two simulated hours
+        assert printer.refilled.is_set(), f"device never saw delivered; it saw {printer.saw}"
+        assert len(sink.received) == 1, "exactly one order for one need"
+        got = sink.received[0]
+        assert Webhook(creds.webhook_secret).verify(got.body, got.headers)["order"]["device_id"] == device_id
+        order = got.payload["order"]
+        assert order["household_ref"].startswith("hh_") and order["items"][0]["sku"] == "HP67XL-BK"
+        assert "P10" in order["reason"]
+        assert service.orders.get(order["id"]).status == "delivered"  # type: ignore[union-attr]
+        assert [s for s in printer.saw if s] [-1] == "delivered" and "shipped" in printer.saw
+        time.sleep(1)
+        assert max(level for _, level in service.store.history(device_id, "black", settings.clock_start)) == 1.0  # type: ignore[arg-type]
+    finally:
+        if printer:
+            printer.close()
+        if sink_server:
+            sink_server.should_exit = True
+        service.stop()
