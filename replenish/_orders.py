@@ -118,6 +118,7 @@ class Orders:
                 empty_p50=fc.empty_p50 if fc else None,
                 empty_p90=fc.empty_p90 if fc else None,
                 level_now=fc.level_now if fc else None,
+                readings_used=fc.n_used if fc else 0,
                 lead_time=timedelta(days=fulfiller.lead_time_days),
                 cancel_window=self.cancel_window,
                 order_cost_cents=product.unit_price_cents * setting.quantity,

@@ -13,6 +13,10 @@ Mode = Literal["auto", "approve", "notify"]
 # An order waiting for approval needs time for the household to answer; a day is what
 # "approve before money moves" costs in lead time.
 APPROVAL_ALLOWANCE = timedelta(days=1)
+# A line through fewer readings than a day of hourly telemetry swings wildly; until the fleet
+# priors of the forecasting issue are wired in, such a forecast only counts once the level is low.
+MIN_READINGS = 24
+LOW_LEVEL = 0.15
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,7 @@ class SlotSituation:
     empty_p50: datetime | None
     empty_p90: datetime | None
     level_now: float | None
+    readings_used: int
     lead_time: timedelta
     cancel_window: timedelta
     order_cost_cents: int
@@ -59,12 +64,15 @@ def decide(s: SlotSituation, now: datetime, review_every: timedelta) -> Decision
         return Decision("wait", "an order for this slot is already in flight")
     if s.empty_p10 is None:
         return Decision("wait", "no forecast of running out yet")
+    if s.readings_used < MIN_READINGS and (s.level_now is None or s.level_now > LOW_LEVEL):
+        return Decision("wait", f"only {s.readings_used} readings since the last refill; too few to act on")
     over_budget = s.spent_this_month_cents + s.order_cost_cents > s.monthly_budget_cents
     needs_approval = s.mode == "approve" or over_budget
     hold = APPROVAL_ALLOWANCE if needs_approval else s.cancel_window
     arrives = now + hold + s.lead_time
     why = {
         "level_now": s.level_now,
+        "readings_used": s.readings_used,
         "empty_p10": _iso(s.empty_p10),
         "empty_p50": _iso(s.empty_p50),
         "empty_p90": _iso(s.empty_p90),

@@ -31,6 +31,7 @@ from ._db import migrate
 from ._households import Households
 from ._orders import Orders
 from ._outbox import OutboxDispatcher
+from ._web import add_web
 from .settings import Settings
 
 __all__ = ["Service", "build_clock"]
@@ -99,6 +100,7 @@ class Service:
         self.ingestor = Ingestor(self.store, self.clock, target, client_id=s.gateway_client_id)
         self.ingestor.start()
         self.app = create_app(self.catalog, self.orders, self.clock.now)
+        add_web(self.app, s.secret_key, self.households, self.store, self.orders, self.clock)
         self.web_port = pick_port(s.web_host, s.web_port)
         if s.web_port and self.web_port != s.web_port:
             log.warning("web port %d is taken; using %d", s.web_port, self.web_port)

@@ -18,7 +18,7 @@ DAY = timedelta(days=1)
 def _s(**kw: object) -> SlotSituation:
     base: dict[str, object] = dict(
         device_id="d", slot_id="black", mode="auto", auto_order_consent=True, open_order=False,
-        empty_p10=NOW + 5 * DAY, empty_p50=NOW + 7 * DAY, empty_p90=NOW + 10 * DAY, level_now=0.2,
+        empty_p10=NOW + 5 * DAY, empty_p50=NOW + 7 * DAY, empty_p90=NOW + 10 * DAY, level_now=0.2, readings_used=48,
         lead_time=4 * DAY, cancel_window=DAY, order_cost_cents=1500, spent_this_month_cents=0,
         monthly_budget_cents=5000,
     )
@@ -40,6 +40,11 @@ def test_no_consent_open_order_or_forecast_means_no_order() -> None:
     assert decide(_s(auto_order_consent=False), NOW, DAY).action == "wait"
     assert decide(_s(open_order=True), NOW, DAY).action == "wait"
     assert decide(_s(empty_p10=None), NOW, DAY).action == "wait"
+
+
+def test_a_forecast_from_few_readings_only_counts_once_the_level_is_low() -> None:
+    assert decide(_s(readings_used=3, level_now=0.9, empty_p10=NOW), NOW, DAY).action == "wait"
+    assert decide(_s(readings_used=3, level_now=0.05, empty_p10=NOW), NOW, DAY).action == "order"
 
 
 def test_over_budget_and_approve_mode_wait_for_approval_and_notify_only_tells() -> None:

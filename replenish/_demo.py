@@ -1,0 +1,62 @@
+"""The demo: the service on an accelerated clock, a demo household, the built-in sink and a simulated fleet."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+
+import uvicorn
+
+from firmware_sim import Fleet, FleetDevice, PrinterProfile, SimClock
+from gateway import free_port
+
+from ._models import Product
+from ._sink import Sink
+from .bootstrap import Service
+
+__all__ = ["DEMO_EMAIL", "DEMO_PASSWORD", "Demo"]
+
+DEMO_EMAIL = "demo@example.org"
+DEMO_PASSWORD = "demo-password"
+
+
+@dataclass
+class Demo:
+    """Seeds and runs everything the demo shows, around a started service."""
+
+    service: Service
+
+    def start(self) -> None:
+        """Seed the demo household and start the sink and the fleet."""
+        svc = self.service
+        sink_port = free_port()
+        creds = svc.catalog.add_fulfiller("demo-sink", "Built-in demo fulfilment", f"http://127.0.0.1:{sink_port}/webhooks/orders", lead_time_days=2, sandbox=True)
+        sink = Sink(creds.webhook_secret, svc.web_url, creds.api_key, svc.clock, ship_after=timedelta(hours=12), deliver_after=timedelta(days=2))
+        self.sink_server = uvicorn.Server(uvicorn.Config(sink.app(), host="127.0.0.1", port=sink_port, log_level="warning"))
+        threading.Thread(target=self.sink_server.run, name="demo-sink", daemon=True).start()
+        for slot, price in (("black", 2999), ("cyan", 1999), ("magenta", 1999), ("yellow", 1999)):
+            svc.catalog.add_product(
+                Product(sku=f"HP67XL-{slot[:2].upper()}", name=f"HP 67XL {slot}", consumable=f"ink.{slot}", models=["hp-67"], unit_price_cents=price, fulfiller_id="demo-sink")
+            )
+        hh = svc.households.create(DEMO_EMAIL, "The Demo household", DEMO_PASSWORD, monthly_budget_cents=8000, address={"line1": "1 Demo Street", "city": "Sampletown", "country": "DE"})
+        assert hh.id is not None
+        devices = [
+            FleetDevice("demo-office-printer", PrinterProfile(pages_per_day=8.0), {"black": 35.0, "cyan": 70.0, "magenta": 65.0, "yellow": 80.0}),
+            FleetDevice("demo-home-printer", PrinterProfile(pages_per_day=1.0), {"black": 60.0}),
+            FleetDevice("neighbour-printer", PrinterProfile(pages_per_day=1.0)),  # not claimed: nothing stored
+        ]
+        for d in devices[:2]:
+            svc.households.claim(hh.id, d.device_id)
+            svc.households.set_consent(hh.id, d.device_id, "telemetry", True, DEMO_EMAIL)
+            svc.households.set_consent(hh.id, d.device_id, "auto_order", True, DEMO_EMAIL)
+            for slot in ("black", "cyan", "magenta", "yellow"):
+                svc.catalog.choose(hh.id, d.device_id, slot, f"HP67XL-{slot[:2].upper()}")
+        target = svc.mqtt_target
+        self.fleet = Fleet(target.host, target.port, devices, SimClock(svc.clock.speed, svc.clock.now()), interval_hours=1.0)
+        self.fleet.start()
+
+    def stop(self) -> None:
+        """Stop the fleet and the sink."""
+        self.fleet.stop()
+        self.sink_server.should_exit = True

@@ -1,0 +1,90 @@
+"""The `replenish` command: up, demo, sim."""
+
+import logging
+import signal
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .settings import Settings
+
+app = typer.Typer(help="Open auto-replenishment gateway: devices report levels over MQTT, we forecast and order.", no_args_is_help=True)
+
+
+def _logging(settings: Settings) -> None:
+    fmt = '{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}' if settings.log_format == "json" else "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    logging.basicConfig(level=settings.log_level.upper(), format=fmt)
+    for noisy in ("amqtt", "transitions", "httpx", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _wait_for_signal() -> None:
+    done = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    done.wait()
+
+
+@app.command()
+def up() -> None:
+    """Run every service (broker if none configured, gateway, policy, outbox, web page) from REPLENISH_* settings."""
+    from .bootstrap import Service
+
+    settings = Settings()
+    _logging(settings)
+    service = Service(settings)
+    service.start()
+    typer.echo(f"replenish is up: web {service.web_url}  MQTT {service.mqtt_target.url}")
+    _wait_for_signal()
+    service.stop()
+
+
+@app.command()
+def demo(
+    speed: Annotated[float, typer.Option(help="simulated seconds per real second (3600: an hour a second)")] = 3600.0,
+    database: Annotated[Path, typer.Option(help="SQLite file; the demo starts it afresh")] = Path("var/demo.db"),
+) -> None:
+    """Run the product on embedded defaults with a simulated fleet, a demo household and a built-in fulfilment sink."""
+    from ._demo import DEMO_EMAIL, DEMO_PASSWORD, Demo
+    from .bootstrap import Service
+
+    database.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    settings = Settings(database_url=f"sqlite:///{database}", clock_speed=speed, clock_start=datetime.now(UTC))
+    _logging(settings)
+    service = Service(settings)
+    service.start()
+    demo_run = Demo(service)
+    demo_run.start()
+    typer.echo(f"\n  Web page: {service.web_url}\n  Log in as {DEMO_EMAIL} / {DEMO_PASSWORD}\n  Clock: {speed:g}x real time. Ctrl-C stops.\n")
+    _wait_for_signal()
+    demo_run.stop()
+    service.stop()
+
+
+@app.command()
+def sim(
+    mqtt_host: Annotated[str, typer.Option(help="broker host")] = "127.0.0.1",
+    mqtt_port: Annotated[int, typer.Option(help="broker port")] = 1883,
+    devices: Annotated[int, typer.Option(help="how many printers")] = 10,
+    pages_per_day: Annotated[float, typer.Option(help="mean pages a household prints a day (home average is ~1)")] = 1.0,
+    speed: Annotated[float, typer.Option(help="simulated seconds per real second")] = 3600.0,
+    interval_hours: Annotated[float, typer.Option(help="simulated hours between telemetry messages")] = 1.0,
+    seed: Annotated[int, typer.Option(help="random seed: the same seed gives the same fleet")] = 1,
+    prefix: Annotated[str, typer.Option(help="device id prefix")] = "sim-printer",
+) -> None:
+    """Run a simulated fleet of inkjet printers against an MQTT broker."""
+    from firmware_sim import Fleet, FleetDevice, PrinterProfile, SimClock
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    fleet = Fleet(
+        mqtt_host, mqtt_port, [FleetDevice(f"{prefix}-{i:05d}", PrinterProfile(pages_per_day=pages_per_day)) for i in range(devices)], SimClock(speed), interval_hours, seed
+    )
+    fleet.start()
+    typer.echo(f"{devices} simulated printers publishing to {mqtt_host}:{mqtt_port} at {speed:g}x. Ctrl-C stops.")
+    _wait_for_signal()
+    fleet.stop()
