@@ -1,5 +1,6 @@
 """The `replenish` command: up, demo, sim."""
 
+import json
 import logging
 import signal
 import threading
@@ -14,9 +15,20 @@ from .settings import Settings
 app = typer.Typer(help="Open auto-replenishment gateway: devices report levels over MQTT, we forecast and order.", no_args_is_help=True)
 
 
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per log line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {"ts": self.formatTime(record), "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc)
+
+
 def _logging(settings: Settings) -> None:
-    fmt = '{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}' if settings.log_format == "json" else "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-    logging.basicConfig(level=settings.log_level.upper(), format=fmt)
+    handler = logging.StreamHandler()
+    handler.setFormatter(_JsonFormatter() if settings.log_format == "json" else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     for noisy in ("amqtt", "transitions", "httpx", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

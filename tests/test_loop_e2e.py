@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 import uvicorn
@@ -103,6 +104,12 @@ def test_loop_end_to_end(combo: str, tmp_path: Path, request: pytest.FixtureRequ
         assert "P10" in order["reason"]
         assert service.orders.get(order["id"]).status == "delivered"  # type: ignore[union-attr]
         assert [s for s in printer.saw if s] [-1] == "delivered" and "shipped" in printer.saw
+        with httpx.Client(base_url=service.web_url, follow_redirects=True) as web:
+            csrf = web.get("/login").text.split('name="csrf" value="')[1].split('"')[0]
+            assert web.post("/login", data={"email": "loop@example.org", "password": "wrong password", "csrf": csrf}).status_code == 401
+            page = web.post("/login", data={"email": "loop@example.org", "password": "correct horse battery", "csrf": csrf})
+            assert page.status_code == 200 and device_id in page.text and "delivered" in page.text
+            assert web.post(f"/orders/{order['id']}/cancel", data={"csrf": "forged"}).status_code == 403
         time.sleep(1)
         assert max(level for _, level in service.store.history(device_id, "black", settings.clock_start)) == 1.0  # type: ignore[arg-type]
     finally:
