@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from ._forecast import forecast_batch
+from ._forecast import explain, forecast_batch
 from ._models import GwForecast
 from ._store import GatewayStore
 
@@ -63,13 +63,7 @@ class Forecaster:
                     empty_p90=_when(now, p90) if known else None,
                     confidence=float(fa.confidence[i]),
                     n_used=int(fa.n_used[i]),
-                    explanation={
-                        "method": "least-squares line since last refill",
-                        "readings_used": int(fa.n_used[i]),
-                        "rate_per_day": rate if known else None,
-                        "level_now": level if known else None,
-                        "tte_days": {"p10": p10, "p50": p50, "p90": p90} if known else None,
-                    },
+                    explanation=explain(fa, i),
                 )
             )
         self.store.write_forecasts(rows, keys)
