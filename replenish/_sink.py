@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -99,8 +98,3 @@ class Sink:
                     except httpx.HTTPError:
                         log.warning("sink could not report %s for %s; will retry", event["type"], order_id)
                 await asyncio.sleep(0.1)
-
-    @staticmethod
-    def new_event_id() -> str:
-        """A fresh event id."""
-        return uuid.uuid4().hex
