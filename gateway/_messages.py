@@ -6,7 +6,11 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
 from typing import Any, Literal
+
+from jsonschema import Draft202012Validator
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -78,7 +82,16 @@ class Telemetry:
     events: tuple[LevelEvent, ...] = ()
 
 
-def _load(payload: bytes) -> dict[str, Any]:
+SCHEMAS = Path(__file__).parent / "schemas"  # published as docs/protocol/*.json
+
+
+@cache
+def validator(kind: str) -> Draft202012Validator:
+    """The JSON Schema validator of one message kind (birth, telemetry, status, orders)."""
+    return Draft202012Validator(json.loads((SCHEMAS / f"{kind}.json").read_text()))
+
+
+def _load(payload: bytes, kind: str) -> dict[str, Any]:
     if len(payload) > _MAX_PAYLOAD:
         raise InvalidMessage("too_large", f"payload of {len(payload)} bytes exceeds {_MAX_PAYLOAD}")
     try:
@@ -89,6 +102,10 @@ def _load(payload: bytes) -> dict[str, Any]:
         raise InvalidMessage("not_object", "payload must be a JSON object")
     if doc.get("v") != PROTOCOL_VERSION:
         raise InvalidMessage("bad_version", f"protocol version must be {PROTOCOL_VERSION}, got {doc.get('v')!r}")
+    error = next(iter(validator(kind).iter_errors(doc)), None)
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "message"
+        raise InvalidMessage("schema", f"{where}: {error.message}"[:400])
     return doc
 
 
@@ -107,7 +124,7 @@ def _number(value: Any, what: str) -> float:
 
 def parse_birth(payload: bytes) -> Birth:
     """Parse a birth message."""
-    doc = _load(payload)
+    doc = _load(payload, "birth")
     raw_slots = doc.get("slots")
     if not isinstance(raw_slots, list) or not 0 < len(raw_slots) <= 64:
         raise InvalidMessage("bad_field", "'slots' must be a list of 1-64 slots")
@@ -153,7 +170,7 @@ def _level(value: Any, what: str) -> float | str | None:
 
 def parse_telemetry(payload: bytes) -> Telemetry:
     """Parse a telemetry message."""
-    doc = _load(payload)
+    doc = _load(payload, "telemetry")
     seq = doc.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**63:
         raise InvalidMessage("bad_field", "'seq' must be a non-negative integer")
@@ -181,7 +198,7 @@ def parse_telemetry(payload: bytes) -> Telemetry:
 
 def parse_status(payload: bytes) -> bool:
     """Parse a status message: True when online."""
-    doc = _load(payload)
+    doc = _load(payload, "status")
     state = doc.get("state")
     if state not in ("online", "offline"):
         raise InvalidMessage("bad_field", "'state' must be 'online' or 'offline'")

@@ -38,10 +38,11 @@ def test_birth_parses_slots() -> None:
         (b"not json", "not_json"),
         (b"[1]", "not_object"),
         (_j({"v": 2}), "bad_version"),
-        (_j({"v": 1, "seq": -1, "ts": "2026-01-01T00:00:00Z", "levels": {"a": 1}}), "bad_field"),
+        (_j({"v": 1, "seq": -1, "ts": "2026-01-01T00:00:00Z", "levels": {"a": 1}}), "schema"),
+        (_j({"v": 1, "seq": 1, "ts": "2026-01-01T00:00:00Z"}), "schema"),
         (_j({"v": 1, "seq": 1, "ts": "yesterday", "levels": {"a": 1}}), "bad_timestamp"),
         (_j({"v": 1, "seq": 1, "ts": "2026-01-01T00:00:00", "levels": {"a": 1}}), "bad_timestamp"),
-        (_j({"v": 1, "seq": 1, "ts": "2026-01-01T00:00:00Z", "levels": {"a": -5}}), "bad_level"),
+        (_j({"v": 1, "seq": 1, "ts": "2026-01-01T00:00:00Z", "levels": {"a": -5}}), "schema"),
         (_j({"v": 1, "seq": 1, "ts": "2026-01-01T00:00:00Z", "levels": {"a": float("nan")}}), "bad_field"),
         (b"{" * 70000, "too_large"),
     ],
@@ -79,3 +80,18 @@ def test_normalisation_units_receptacles_and_refills() -> None:
     assert is_refill(0.1, t0, 0.95, t1)
     assert not is_refill(0.4, t0, 0.5, t1)  # quantisation flicker
     assert not is_refill(0.1, t1, 0.95, t0)  # an older message arriving late is no refill
+
+
+def test_published_schemas_accept_what_the_simulator_and_gateway_send() -> None:
+    import random
+
+    from firmware_sim import InkjetPrinter, PrinterProfile
+    from gateway._messages import orders_payload, validator
+
+    printer = InkjetPrinter("sim-1", PrinterProfile(), random.Random(1))
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert not list(validator("birth").iter_errors(printer.birth()))
+    assert not list(validator("telemetry").iter_errors(printer.telemetry(now, [{"type": "replaced", "slot": "black", "level": 100}])))
+    doc = json.loads(orders_payload(now, {"black": {"order_id": "o1", "status": "shipped", "expected_delivery": None}}))
+    assert not list(validator("orders").iter_errors(doc))
+    parse_birth(json.dumps(printer.birth()).encode())
