@@ -12,6 +12,7 @@ from ._messages import (
     SlotSpec,
     Telemetry,
     parse_birth,
+    parse_rfc3339,
     parse_status,
     parse_telemetry,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "new_client",
     "normalise_db_url",
     "parse_birth",
+    "parse_rfc3339",
     "parse_status",
     "parse_telemetry",
     "parse_topic",

@@ -22,6 +22,7 @@ __all__ = [
     "Unit",
     "orders_payload",
     "parse_birth",
+    "parse_rfc3339",
     "parse_status",
     "parse_telemetry",
 ]
@@ -147,16 +148,24 @@ def parse_birth(payload: bytes) -> Birth:
     return Birth(_str(doc, "model"), _str(doc, "kind", 64), _str(doc, "firmware", 64), tuple(slots))
 
 
+def parse_rfc3339(value: str) -> datetime:
+    """An RFC 3339 timestamp with a UTC offset, as UTC; ValueError says what is wrong."""
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not RFC 3339: {value[:40]!r}") from None
+    if ts.tzinfo is None:
+        raise ValueError("must carry a UTC offset")
+    return ts.astimezone(UTC)
+
+
 def _timestamp(value: Any) -> datetime:
     if not isinstance(value, str):
         raise InvalidMessage("bad_field", "'ts' must be an RFC 3339 string")
     try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise InvalidMessage("bad_timestamp", f"'ts' is not RFC 3339: {value[:40]!r}") from None
-    if ts.tzinfo is None:
-        raise InvalidMessage("bad_timestamp", "'ts' must carry a UTC offset")
-    return ts.astimezone(UTC)
+        return parse_rfc3339(value)
+    except ValueError as exc:
+        raise InvalidMessage("bad_timestamp", f"'ts' {exc}") from None
 
 
 def _level(value: Any, what: str) -> float | str | None:

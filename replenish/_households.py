@@ -98,9 +98,15 @@ class Households:
 
     def owner(self, device_id: str) -> int | None:
         """The household that claimed a device."""
+        return self.owners([device_id]).get(device_id)
+
+    def owners(self, device_ids: list[str]) -> dict[str, int]:
+        """The household of each claimed device among these, in one query."""
+        if not device_ids:
+            return {}
         with Session(self.engine) as s:
-            claim = s.get(Claim, device_id)
-            return claim.household_id if claim else None
+            q = select(Claim.device_id, Claim.household_id).where(col(Claim.device_id).in_(device_ids))
+            return dict(s.exec(q).all())
 
     def set_consent(self, household_id: int, device_id: str, scope: Scope, granted: bool, actor: str) -> datetime:
         """Grant or withdraw one scope; records who, when and which wording; applies at once."""

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from gateway import DeviceNotifier, GatewayStore
+from gateway import DeviceNotifier, GatewayStore, parse_rfc3339
 
 from ._households import Households
 from ._models import Fulfiller, Household, Order, OrderEvent, OutboxMessage, Product, SlotSetting
@@ -94,11 +94,12 @@ class Orders:
                     .group_by(Order.household_id)
                 ).all()
             )
-        owners = {d: self.households.owner(d) for d in device_ids}
+        owners = self.households.owners(device_ids)
         consents = self.households.consents(device_ids)
         forecasts = self.store.forecasts(device_ids)
         segments = {(sl.device_id, sl.slot_id): sl.segment_start for sl in self.store.slots(device_ids)}
         placed: list[str] = []
+        placed_devices: set[str] = set()
         notified: list[str] = []
         for setting in settings:
             key = (setting.device_id, setting.slot_id)
@@ -135,8 +136,9 @@ class Orders:
                 order = self._place(now, setting, product, household, fulfiller, decision, segment, fc.explanation if fc else {})
                 if order is not None:
                     placed.append(order.id)
+                    placed_devices.add(order.device_id)
                     spent[household.id] = int(spent.get(household.id, 0) or 0) + order.unit_price_cents * order.quantity
-        for device_id in sorted({self.get(o).device_id for o in placed}):  # type: ignore[union-attr]
+        for device_id in sorted(placed_devices):
             self.notify_device(device_id, now)
         return PlanResult(tuple(placed), tuple(notified))
 
@@ -386,9 +388,6 @@ def _parse_time(value: Any, name: str) -> datetime | None:
     if not isinstance(value, str):
         raise EventRejected(422, f"{name} must be an RFC 3339 string")
     try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise EventRejected(422, f"{name} is not RFC 3339") from None
-    if t.tzinfo is None:
-        raise EventRejected(422, f"{name} must carry a UTC offset")
-    return t.astimezone(UTC)
+        return parse_rfc3339(value)
+    except ValueError as exc:
+        raise EventRejected(422, f"{name} {exc}") from None
