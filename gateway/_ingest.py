@@ -141,14 +141,14 @@ class Ingestor:
             MESSAGES.labels(topic.suffix).inc()
             try:
                 if topic.suffix == "telemetry":
-                    telemetry.append(TelemetryIn(topic.device_id, parse_telemetry(item.payload), item.received_at))
+                    telemetry.append(TelemetryIn(topic.device_id, parse_telemetry(item.payload, topic.device_id), item.received_at))
                     continue
                 self._flush(telemetry)  # keep each device's messages in arrival order
                 if topic.suffix == "birth":
                     if item.payload:  # an empty retained payload clears a birth; nothing to store
-                        self.store.record_birth(topic.device_id, parse_birth(item.payload), item.received_at)
+                        self.store.record_birth(topic.device_id, parse_birth(item.payload, topic.device_id), item.received_at)
                 elif topic.suffix == "status":
-                    self.store.record_status(topic.device_id, parse_status(item.payload), item.received_at)
+                    self.store.record_status(topic.device_id, parse_status(item.payload, topic.device_id), item.received_at)
             except InvalidMessage as exc:
                 self._reject(item, exc.reason, str(exc))
         self._flush(telemetry)

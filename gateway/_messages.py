@@ -92,7 +92,7 @@ def validator(kind: str) -> Draft202012Validator:
     return Draft202012Validator(json.loads((SCHEMAS / f"{kind}.json").read_text()))
 
 
-def _load(payload: bytes, kind: str) -> dict[str, Any]:
+def _load(payload: bytes, kind: str, device_id: str | None) -> dict[str, Any]:
     if len(payload) > _MAX_PAYLOAD:
         raise InvalidMessage("too_large", f"payload of {len(payload)} bytes exceeds {_MAX_PAYLOAD}")
     try:
@@ -107,6 +107,9 @@ def _load(payload: bytes, kind: str) -> dict[str, Any]:
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "message"
         raise InvalidMessage("schema", f"{where}: {error.message}"[:400])
+    # SPEC 3: the gateway re-checks the topic against the payload; a forged sender is the main attack.
+    if device_id is not None and doc.get("device", device_id) != device_id:
+        raise InvalidMessage("topic_mismatch", f"payload names device {doc['device']!r} but arrived on {device_id!r}'s topic")
     return doc
 
 
@@ -123,9 +126,9 @@ def _number(value: Any, what: str) -> float:
     return float(value)
 
 
-def parse_birth(payload: bytes) -> Birth:
-    """Parse a birth message."""
-    doc = _load(payload, "birth")
+def parse_birth(payload: bytes, device_id: str | None = None) -> Birth:
+    """Parse a birth message; with `device_id`, a payload naming another device is rejected."""
+    doc = _load(payload, "birth", device_id)
     raw_slots = doc.get("slots")
     if not isinstance(raw_slots, list) or not 0 < len(raw_slots) <= 64:
         raise InvalidMessage("bad_field", "'slots' must be a list of 1-64 slots")
@@ -177,9 +180,9 @@ def _level(value: Any, what: str) -> float | str | None:
     return level
 
 
-def parse_telemetry(payload: bytes) -> Telemetry:
-    """Parse a telemetry message."""
-    doc = _load(payload, "telemetry")
+def parse_telemetry(payload: bytes, device_id: str | None = None) -> Telemetry:
+    """Parse a telemetry message; with `device_id`, a payload naming another device is rejected."""
+    doc = _load(payload, "telemetry", device_id)
     seq = doc.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**63:
         raise InvalidMessage("bad_field", "'seq' must be a non-negative integer")
@@ -205,9 +208,9 @@ def parse_telemetry(payload: bytes) -> Telemetry:
     return Telemetry(seq, _timestamp(doc.get("ts")), parsed, tuple(events))
 
 
-def parse_status(payload: bytes) -> bool:
+def parse_status(payload: bytes, device_id: str | None = None) -> bool:
     """Parse a status message: True when online."""
-    doc = _load(payload, "status")
+    doc = _load(payload, "status", device_id)
     state = doc.get("state")
     if state not in ("online", "offline"):
         raise InvalidMessage("bad_field", "'state' must be 'online' or 'offline'")

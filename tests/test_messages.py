@@ -95,3 +95,18 @@ def test_published_schemas_accept_what_the_simulator_and_gateway_send() -> None:
     doc = json.loads(orders_payload(now, {"black": {"order_id": "o1", "status": "shipped", "expected_delivery": None}}))
     assert not list(validator("orders").iter_errors(doc))
     parse_birth(json.dumps(printer.birth()).encode())
+
+
+@pytest.mark.parametrize("kind", ["birth", "telemetry", "status"])
+def test_payload_naming_another_device_is_rejected(kind: str) -> None:
+    docs = {
+        "birth": {"v": 1, "model": "m", "kind": "k", "firmware": "f", "slots": [{"slot": "s", "consumable": "c", "unit": "count", "capacity": 10}]},
+        "telemetry": {"v": 1, "seq": 1, "ts": "2026-01-01T00:00:00Z", "levels": {"s": 3}},
+        "status": {"v": 1, "state": "online"},
+    }
+    parse = {"birth": parse_birth, "telemetry": parse_telemetry, "status": parse_status}[kind]
+    parse(json.dumps({**docs[kind], "device": "dev-a"}).encode(), "dev-a")  # its own id: accepted
+    parse(json.dumps(docs[kind]).encode(), "dev-a")  # no id in the payload: the topic decides
+    with pytest.raises(InvalidMessage) as exc:
+        parse(json.dumps({**docs[kind], "device": "dev-b"}).encode(), "dev-a")
+    assert exc.value.reason == "topic_mismatch"
