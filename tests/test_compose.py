@@ -126,6 +126,8 @@ def test_gateway_workers_share_one_group_with_distinct_client_ids() -> None:
     assert groups == {"replenish"}, f"workers must share one MQTT v5 share group: {groups}"
     ids = [env.get("REPLENISH_GATEWAY_CLIENT_ID") for env in workers.values()]
     assert all(ids) and len(set(ids)) == len(ids), f"each worker needs its own client id: {ids}"
+    everyone = [svc["environment"].get("REPLENISH_GATEWAY_CLIENT_ID", "replenish-gateway") for svc in _app_services().values() if svc["command"] in (["gateway"], ["serve"])]
+    assert len(set(everyone)) == len(everyone), f"a broker disconnects the older of two clients with one id: {everyone}"
 
 
 def test_one_shots_run_once_and_servers_restart() -> None:
