@@ -1,7 +1,10 @@
 """The gateway: MQTT ingest, device registry, normalisation and forecasting."""
 
+from ._access import SERVICE_USERNAME, BrokerAccess, DeviceSecret, hash_secret, new_secret, verify_secret
 from ._clock import AcceleratedClock, Clock, ManualClock, WallClock
 from ._db import UTCDateTime, insert_ignore, make_engine, normalise_db_url
+from ._dynsec import DynsecError, MosquittoDynsec
+from ._embedded_auth import EmbeddedAccess
 from ._forecast import ForecastArrays, forecast_batch
 from ._forecaster import Forecaster
 from ._ingest import Ingestor
@@ -16,7 +19,7 @@ from ._messages import (
     parse_status,
     parse_telemetry,
 )
-from ._models import GwDeadLetter, GwDevice, GwForecast, GwReading, GwSlot
+from ._models import GwCredential, GwDeadLetter, GwDevice, GwForecast, GwReading, GwSlot
 from ._mqtt import EmbeddedBroker, MqttTarget, free_port, new_client, pick_port
 from ._notify import DeviceNotifier
 from ._store import GatewayStore, IngestCounts, TelemetryIn
@@ -25,14 +28,20 @@ from ._topics import PREFIX, parse_topic, topic_for, valid_device_id
 __all__ = [
     "PREFIX",
     "PROTOCOL_VERSION",
+    "SERVICE_USERNAME",
     "AcceleratedClock",
     "Birth",
+    "BrokerAccess",
     "Clock",
     "DeviceNotifier",
+    "DeviceSecret",
+    "DynsecError",
+    "EmbeddedAccess",
     "EmbeddedBroker",
     "ForecastArrays",
     "Forecaster",
     "GatewayStore",
+    "GwCredential",
     "GwDeadLetter",
     "GwDevice",
     "GwForecast",
@@ -42,6 +51,7 @@ __all__ = [
     "Ingestor",
     "InvalidMessage",
     "ManualClock",
+    "MosquittoDynsec",
     "MqttTarget",
     "SlotSpec",
     "Telemetry",
@@ -50,9 +60,11 @@ __all__ = [
     "WallClock",
     "forecast_batch",
     "free_port",
+    "hash_secret",
     "insert_ignore",
     "make_engine",
     "new_client",
+    "new_secret",
     "normalise_db_url",
     "parse_birth",
     "parse_rfc3339",
@@ -62,4 +74,5 @@ __all__ = [
     "pick_port",
     "topic_for",
     "valid_device_id",
+    "verify_secret",
 ]

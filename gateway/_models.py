@@ -10,7 +10,7 @@ from sqlmodel import JSON, Column, Field, SQLModel
 
 from ._db import UTCDateTime
 
-__all__ = ["GwDeadLetter", "GwDevice", "GwForecast", "GwReading", "GwSlot"]
+__all__ = ["GwCredential", "GwDeadLetter", "GwDevice", "GwForecast", "GwReading", "GwSlot"]
 
 
 def _ts(nullable: bool = True, index: bool = False) -> Any:
@@ -31,6 +31,9 @@ class GwDevice(SQLModel, table=True):
     store_readings: bool = False
     birth_at: datetime | None = _ts()
     last_seen_at: datetime | None = _ts()
+    # Estimated (gateway time - device time) in seconds, and when it was last updated; see _normalise.
+    clock_offset_s: float | None = None
+    clock_offset_at: datetime | None = _ts()
 
 
 class GwSlot(SQLModel, table=True):
@@ -55,8 +58,10 @@ class GwReading(SQLModel, table=True):
 
     __tablename__ = "gw_readings"
     __table_args__ = (
-        # SPEC 3: each reading is stored at most once, even under QoS 1 redelivery.
-        sa.UniqueConstraint("device_id", "slot_id", "seq", "ts", name="uq_gw_readings_once"),
+        # SPEC 3: each reading is stored at most once, even under QoS 1 redelivery. The key uses the
+        # device's own timestamp: a redelivered message carries it unchanged, while the skew-corrected
+        # `ts` may move as the gateway learns the device's clock. A reboot resets `seq` but not time.
+        sa.UniqueConstraint("device_id", "slot_id", "seq", "device_ts", name="uq_gw_readings_once"),
         sa.Index("ix_gw_readings_slot_ts", "device_id", "slot_id", "ts"),
     )
 
@@ -64,7 +69,8 @@ class GwReading(SQLModel, table=True):
     device_id: str = Field(max_length=64)
     slot_id: str = Field(max_length=32)
     seq: int = Field(sa_column=Column(sa.BigInteger, nullable=False))
-    ts: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    ts: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))  # device time corrected for clock skew
+    device_ts: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))  # as the device said
     level: float
     received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
@@ -85,6 +91,16 @@ class GwForecast(SQLModel, table=True):
     confidence: float = 0.0
     n_used: int = 0
     explanation: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class GwCredential(SQLModel, table=True):
+    """A device's MQTT password, hashed; the embedded broker checks connections against it."""
+
+    __tablename__ = "gw_credentials"
+
+    username: str = Field(primary_key=True, max_length=64)  # the device id
+    secret_hash: str = Field(max_length=128)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
 class GwDeadLetter(SQLModel, table=True):

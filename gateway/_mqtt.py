@@ -7,9 +7,13 @@ import logging
 import socket
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
+
+if TYPE_CHECKING:
+    from ._embedded_auth import EmbeddedAccess
 
 __all__ = ["EmbeddedBroker", "MqttTarget", "free_port", "new_client", "pick_port"]
 
@@ -92,8 +96,9 @@ def pick_port(host: str, wanted: int, tries: int = 50) -> int:
 class EmbeddedBroker:
     """An in-process amqtt broker on its own thread and event loop."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 1883) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 1883, access: EmbeddedAccess | None = None) -> None:
         self.host = host
+        self.access = access  # None: anonymous clients allowed (tests of the protocol alone)
         self.requested_port = port
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -107,14 +112,19 @@ class EmbeddedBroker:
 
     def start(self) -> int:
         """Start listening; returns the port actually used."""
-        from amqtt.broker import Broker  # imported here: only embedded runs need it
+        from ._embedded_auth import ScopedRetainBroker as Broker  # imported here: only embedded runs need it
 
         self.port = pick_port(self.host, self.requested_port)
         ready = threading.Event()
         failure: list[BaseException] = []
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}", "max_connections": 50_000}},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            "plugins": (
+                {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
+                if self.access is None
+                # SPEC 3: the same per-device credentials and ACL as Mosquitto's dynamic security.
+                else {f"{__package__}._embedded_auth.DeviceAuthPlugin": {"access": self.access}, f"{__package__}._embedded_auth.DeviceTopicPlugin": {"access": self.access}}
+            ),
         }
 
         async def serve() -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ._messages import SlotSpec
 
-__all__ = ["REFILL_JUMP", "is_refill", "normalise_level"]
+__all__ = ["REFILL_JUMP", "SKEW_TOLERANCE_S", "corrected_time", "estimate_clock_offset", "is_refill", "normalise_level"]
 
 # A rise of at least a fifth of capacity is a refill: quantisation flicker (10 % steps)
 # and sensor noise (a few %) stay below it.
@@ -27,3 +27,34 @@ def is_refill(previous: float | None, previous_at: datetime | None, level: float
     if previous is None or previous_at is None or at <= previous_at:
         return False
     return level - previous >= REFILL_JUMP
+
+
+# Clock skew. A device's clock may be off by minutes to hours, or reset to a default date after a
+# reboot. `received - device_ts` is the network or buffering delay minus the device's skew; its
+# minimum over recent messages estimates the skew, because live messages have near-zero delay
+# while buffered ones only ever look later. The minimum relaxes upwards slowly, so a clock that
+# drifts back is followed; a message older than any device buffers (MAX_BUFFER_S, protocol.md)
+# cannot be a late one, so its clock was reset (1970 after a reboot) and the estimate restarts.
+SKEW_TOLERANCE_S = 120.0  # below this the device's own time is kept: forecasts work in days
+MAX_BUFFER_S = 7 * 86400.0  # devices keep at most a week of unsent telemetry (docs/protocol.md)
+_SKEW_RELAX = 0.01  # seconds of upward relaxation per second elapsed (36 s an hour)
+
+
+def estimate_clock_offset(previous: float | None, previous_at: datetime | None, observed: float, at: datetime) -> float:
+    """New estimate of (gateway time - device time) in seconds, from one message's observed delay."""
+    if previous is None or previous_at is None or observed > MAX_BUFFER_S:
+        return observed
+    relaxed = previous + _SKEW_RELAX * max((at - previous_at).total_seconds(), 0.0)
+    return min(observed, relaxed)
+
+
+def corrected_time(device_ts: datetime, offset: float | None, received_at: datetime) -> datetime:
+    """The device's timestamp on the gateway's clock, never after its arrival.
+
+    A clock ahead of ours is unambiguous (nothing arrives before it is sent), and so is one further
+    behind than any buffer. A clock a little behind looks exactly like buffering, so its time is
+    kept: a constant lag shifts a whole series, which leaves usage rates untouched.
+    """
+    if offset is not None and (offset < -SKEW_TOLERANCE_S or offset > MAX_BUFFER_S):
+        device_ts += timedelta(seconds=offset)
+    return min(device_ts, received_at)

@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 from ._db import insert_ignore
 from ._messages import Birth, SlotSpec, Telemetry
 from ._models import GwDeadLetter, GwDevice, GwForecast, GwReading, GwSlot
-from ._normalise import is_refill, normalise_level
+from ._normalise import corrected_time, estimate_clock_offset, is_refill, normalise_level
 
 __all__ = ["GatewayStore", "IngestCounts", "TelemetryIn"]
 
@@ -120,6 +120,11 @@ class GatewayStore:
                     counts.not_consented += 1
                     continue
                 device.last_seen_at = max(filter(None, (device.last_seen_at, msg.received_at)))
+                device_ts = msg.telemetry.ts
+                observed = (msg.received_at - device_ts).total_seconds()
+                device.clock_offset_s = estimate_clock_offset(device.clock_offset_s, device.clock_offset_at, observed, msg.received_at)
+                device.clock_offset_at = msg.received_at
+                ts = corrected_time(device_ts, device.clock_offset_s, msg.received_at)
                 replaced = {e.slot_id: e for e in msg.telemetry.events if e.kind == "replaced"}
                 for slot_id, raw in msg.telemetry.levels.items():
                     slot = slots.get((msg.device_id, slot_id))
@@ -131,7 +136,6 @@ class GatewayStore:
                     if level is None:
                         counts.unknown += 1
                         continue
-                    ts = msg.telemetry.ts
                     if slot_id in replaced or is_refill(slot.level, slot.level_at, level, ts):
                         if slot.segment_start is None or ts > slot.segment_start:
                             slot.segment_start = ts
@@ -139,7 +143,15 @@ class GatewayStore:
                         slot.level, slot.level_at = level, ts
                     slot.dirty = True
                     rows.append(
-                        {"device_id": msg.device_id, "slot_id": slot_id, "seq": msg.telemetry.seq, "ts": ts, "level": level, "received_at": msg.received_at}
+                        {
+                            "device_id": msg.device_id,
+                            "slot_id": slot_id,
+                            "seq": msg.telemetry.seq,
+                            "ts": ts,
+                            "device_ts": device_ts,
+                            "level": level,
+                            "received_at": msg.received_at,
+                        }
                     )
             if rows:
                 stmt = insert_ignore(self.engine, GwReading.__table__).returning(GwReading.__table__.c.id)  # type: ignore[attr-defined]

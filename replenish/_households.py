@@ -11,9 +11,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from gateway import Clock, GatewayStore
+from gateway import Clock, GatewayStore, verify_secret
 
-from ._models import Claim, ConsentRecord, Household
+from ._models import Claim, ConsentRecord, Household, ProvisionedDevice
+from ._provisioning import normalise_claim_code
 
 __all__ = ["CONSENT_WORDING_VERSION", "Households", "Scope"]
 
@@ -81,10 +82,13 @@ class Households:
             return None
         return household
 
-    def claim(self, household_id: int, device_id: str) -> None:
-        """Attach a device to a household."""
-        self.store.register_device(device_id)
+    def claim(self, household_id: int, device_id: str, claim_code: str) -> None:
+        """Attach a device to a household, given the claim code printed on it (SPEC 4)."""
         with Session(self.engine) as s:
+            provisioned = s.get(ProvisionedDevice, device_id)
+            # One answer for an unknown device and a wrong code: ids cannot be probed.
+            if provisioned is None or not verify_secret(normalise_claim_code(claim_code), provisioned.claim_code_hash):
+                raise PermissionError("no device with this id and claim code")
             existing = s.get(Claim, device_id)
             if existing is not None and existing.household_id != household_id:
                 raise PermissionError(f"device {device_id} belongs to another household")

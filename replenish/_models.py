@@ -19,6 +19,7 @@ __all__ = [
     "OrderEvent",
     "OutboxMessage",
     "Product",
+    "ProvisionedDevice",
     "SlotSetting",
 ]
 
@@ -41,6 +42,16 @@ class Household(SQLModel, table=True):
     currency: str = Field(default="EUR", max_length=3)
     address: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class ProvisionedDevice(SQLModel, table=True):
+    """A device we issued credentials for; its claim code is printed on it and stored only hashed."""
+
+    __tablename__ = "provisioned_devices"
+
+    device_id: str = Field(primary_key=True, foreign_key="gw_devices.device_id", max_length=64)
+    claim_code_hash: str = Field(max_length=128)
+    provisioned_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
 class Claim(SQLModel, table=True):

@@ -11,17 +11,24 @@ from datetime import timedelta
 import httpx
 import uvicorn
 
+from sqlalchemy.engine import Engine
+
 from gateway import (
+    SERVICE_USERNAME,
     AcceleratedClock,
+    BrokerAccess,
     Clock,
     DeviceNotifier,
+    EmbeddedAccess,
     EmbeddedBroker,
     Forecaster,
     GatewayStore,
     Ingestor,
+    MosquittoDynsec,
     MqttTarget,
     WallClock,
     make_engine,
+    new_secret,
     pick_port,
 )
 
@@ -31,10 +38,11 @@ from ._db import migrate
 from ._households import Households
 from ._orders import Orders
 from ._outbox import OutboxDispatcher
+from ._provisioning import Provisioner
 from ._web import add_web
 from .settings import Settings
 
-__all__ = ["Service", "build_clock"]
+__all__ = ["Service", "build_access", "build_clock", "service_username"]
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +56,16 @@ def build_clock(settings: Settings) -> Clock:
 
 @dataclass
 class Service:
-    """Everything `replenish up` runs, built from settings; start() and stop() from any thread."""
+    """What `replenish up` runs, built from settings; start() and stop() from any thread.
+
+    `ingest` runs the gateway's half (MQTT ingest and forecasts), `serve` the service's half
+    (web page and APIs, ordering policy, outbox, device notifications); `up` runs both, and
+    docker-compose runs several ingest-only workers beside one serving process.
+    """
 
     settings: Settings
+    ingest: bool = True
+    serve: bool = True
     clock: Clock = field(init=False)
     broker: EmbeddedBroker | None = field(init=False, default=None)
     web_port: int = field(init=False, default=0)
@@ -67,24 +82,48 @@ class Service:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: uvicorn.Server | None = None
+        self.ingestor: Ingestor | None = None
+        self.notifier: DeviceNotifier | None = None
+        self.access = build_access(s, self.engine, self.clock)
+        self.provisioner = (
+            Provisioner(self.engine, self.store, self.access, self.clock, service_username(s)) if self.access is not None else None
+        )
 
     @property
     def web_url(self) -> str:
         """Where the web page and API answer."""
         return f"http://{self.settings.web_host}:{self.web_port}"
 
-    def start(self) -> None:
-        """Start the broker (embedded unless a URL is set), ingest, the tick loop and the web server."""
+    def _mqtt(self) -> MqttTarget:
+        """The broker to use: the configured one, or the embedded one with a fresh service password."""
         s = self.settings
         if s.mqtt_url:
-            target = MqttTarget.from_url(s.mqtt_url)
-        else:
-            self.broker = EmbeddedBroker(s.mqtt_host, s.mqtt_port)
-            self.broker.start()
-            target = self.broker.target
-            if s.mqtt_port and self.broker.port != s.mqtt_port:
-                log.warning("MQTT port %d is taken; the embedded broker uses %d", s.mqtt_port, self.broker.port)
-        self.mqtt_target = target
+            return MqttTarget.from_url(s.mqtt_url)
+        assert isinstance(self.access, EmbeddedAccess)
+        password = new_secret()
+        self.access.grant_service(SERVICE_USERNAME, password)
+        self.broker = EmbeddedBroker(s.mqtt_host, s.mqtt_port, access=self.access)
+        self.broker.start()
+        if s.mqtt_port and self.broker.port != s.mqtt_port:
+            log.warning("MQTT port %d is taken; the embedded broker uses %d", s.mqtt_port, self.broker.port)
+        return MqttTarget(self.broker.host, self.broker.port, SERVICE_USERNAME, password)
+
+    def start(self) -> None:
+        """Start the broker (embedded unless a URL is set), then this process's roles."""
+        s = self.settings
+        target = self.mqtt_target = self._mqtt()
+        self.forecaster = Forecaster(self.store)
+        if self.ingest:
+            share = {"share_group": s.gateway_share_group} if getattr(s, "gateway_share_group", "") else {}
+            self.ingestor = Ingestor(self.store, self.clock, target, client_id=s.gateway_client_id, **share)
+            self.ingestor.start()
+        if self.serve:
+            self._start_serving(target)
+        self._spawn("ticks", self._tick_loop)
+        log.info("replenish is up (%s): MQTT %s", "+".join(r for r, on in (("ingest", self.ingest), ("serve", self.serve)) if on), target.url)
+
+    def _start_serving(self, target: MqttTarget) -> None:
+        s = self.settings
         self.notifier = DeviceNotifier(target, client_id=f"{s.gateway_client_id}-notifier")
         self.notifier.start()
         self.orders = Orders(
@@ -96,21 +135,17 @@ class Service:
             review_every=timedelta(seconds=s.tick_seconds * self.clock.speed),
         )
         self.outbox = OutboxDispatcher(self.engine, WallClock(), self.http)
-        self.forecaster = Forecaster(self.store)
-        self.ingestor = Ingestor(self.store, self.clock, target, client_id=s.gateway_client_id)
-        self.ingestor.start()
-        self.app = create_app(self.catalog, self.orders, self.clock.now)
+        self.app = create_app(self.catalog, self.orders, self.clock.now, self.provisioner, s.admin_token)
         add_web(self.app, s.secret_key, self.households, self.store, self.orders, self.clock)
         self.web_port = pick_port(s.web_host, s.web_port)
         if s.web_port and self.web_port != s.web_port:
             log.warning("web port %d is taken; using %d", s.web_port, self.web_port)
         self._server = uvicorn.Server(uvicorn.Config(self.app, host=s.web_host, port=self.web_port, log_level="warning", lifespan="on"))
         self._spawn("web", self._server.run)
-        self._spawn("ticks", self._tick_loop)
         deadline = time.monotonic() + 30
         while not self._server.started and time.monotonic() < deadline:
             time.sleep(0.05)
-        log.info("replenish is up: web %s, MQTT %s", self.web_url, target.url)
+        log.info("web page and API at %s", self.web_url)
 
     def _spawn(self, name: str, target: object) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
@@ -118,11 +153,14 @@ class Service:
         self._threads.append(t)
 
     def tick(self) -> None:
-        """One pass: refresh forecasts, plan orders, release due ones, deliver webhooks."""
-        self.forecaster.refresh(self.clock.now())
-        self.orders.plan(self.clock.now())
-        self.orders.release_due(self.clock.now())
-        self.outbox.dispatch_due(self.clock.now())
+        """One pass: refresh forecasts (ingest role), plan, release and deliver orders (serve role)."""
+        now = self.clock.now()
+        if self.ingest:
+            self.forecaster.refresh(now)
+        if self.serve:
+            self.orders.plan(now)
+            self.orders.release_due(now)
+            self.outbox.dispatch_due(now)
 
     def _tick_loop(self) -> None:
         while not self._stop.wait(self.settings.tick_seconds):
@@ -138,9 +176,26 @@ class Service:
             self._server.should_exit = True
         for t in self._threads:
             t.join(15)
-        self.ingestor.stop()
-        self.notifier.stop()
+        if self.ingestor is not None:
+            self.ingestor.stop()
+        if self.notifier is not None:
+            self.notifier.stop()
         if self.broker is not None:
             self.broker.stop()
         self.http.close()
         self.engine.dispose()
+
+
+def service_username(settings: Settings) -> str:
+    """The MQTT account the gateway and notifier use; no device may be provisioned under it."""
+    configured = MqttTarget.from_url(settings.mqtt_url).username if settings.mqtt_url else None
+    return configured or SERVICE_USERNAME
+
+
+def build_access(settings: Settings, engine: Engine, clock: Clock) -> BrokerAccess | None:
+    """Where device credentials go: the embedded broker, Mosquitto's dynamic security, or nowhere."""
+    if not settings.mqtt_url:
+        return EmbeddedAccess(engine, clock)
+    if settings.mqtt_admin_url:
+        return MosquittoDynsec(MqttTarget.from_url(settings.mqtt_admin_url))
+    return None  # an external broker without an admin account: provision devices there yourself

@@ -100,3 +100,102 @@ def sim(
     typer.echo(f"{devices} simulated printers publishing to {mqtt_host}:{mqtt_port} at {speed:g}x. Ctrl-C stops.")
     _wait_for_signal()
     fleet.stop()
+
+
+def _run_service(ingest: bool, serve: bool) -> None:
+    from .bootstrap import Service
+
+    settings = Settings()
+    _logging(settings)
+    service = Service(settings, ingest=ingest, serve=serve)
+    service.start()
+    if serve:
+        typer.echo(f"replenish is serving: web {service.web_url}  MQTT {service.mqtt_target.url}")
+    _wait_for_signal()
+    service.stop()
+
+
+@app.command()
+def gateway() -> None:
+    """Run one gateway worker: MQTT ingest and forecasts (REPLENISH_GATEWAY_SHARE_GROUP shares telemetry between workers)."""
+    _run_service(ingest=True, serve=False)
+
+
+@app.command()
+def serve() -> None:
+    """Run the replenishment service without ingest: web page, APIs, ordering policy, outbox, device notifications."""
+    _run_service(ingest=False, serve=True)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database (REPLENISH_DATABASE_URL) to the newest schema, then exit."""
+    from gateway import make_engine
+
+    from ._db import migrate as run_migrations
+
+    settings = Settings()
+    engine = make_engine(settings.database_url)
+    run_migrations(engine)
+    engine.dispose()
+    typer.echo("database schema is up to date")
+
+
+broker_app = typer.Typer(help="The MQTT broker's accounts (Mosquitto dynamic security).", no_args_is_help=True)
+app.add_typer(broker_app, name="broker")
+
+
+@broker_app.command("setup")
+def broker_setup() -> None:
+    """Create the service account of REPLENISH_MQTT_URL in Mosquitto, through REPLENISH_MQTT_ADMIN_URL's dynamic security."""
+    from gateway import MosquittoDynsec, MqttTarget
+
+    settings = Settings()
+    if not settings.mqtt_url or not settings.mqtt_admin_url:
+        raise typer.BadParameter("set REPLENISH_MQTT_URL (mqtt://user:password@host:port) and REPLENISH_MQTT_ADMIN_URL")
+    service = MqttTarget.from_url(settings.mqtt_url)
+    if not service.username or not service.password:
+        raise typer.BadParameter("REPLENISH_MQTT_URL must carry the service account's user and password")
+    MosquittoDynsec(MqttTarget.from_url(settings.mqtt_admin_url)).grant_service(service.username, service.password)
+    typer.echo(f"service account {service.username!r} may read device topics and publish orders")
+
+
+devices_app = typer.Typer(help="Devices: provision credentials and claim codes.", no_args_is_help=True)
+app.add_typer(devices_app, name="devices")
+
+
+@devices_app.command("provision")
+def devices_provision(
+    device_ids: Annotated[list[str] | None, typer.Argument(help="device ids to provision (or use --prefix and --count)")] = None,
+    prefix: Annotated[str, typer.Option(help="numbered ids: PREFIX-00000, PREFIX-00001, ...")] = "",
+    count: Annotated[int, typer.Option(help="how many numbered ids")] = 0,
+    start: Annotated[int, typer.Option(help="first number of the numbered ids")] = 0,
+    out: Annotated[Path | None, typer.Option(help="write the credentials here as JSON (mode 600) instead of stdout")] = None,
+) -> None:
+    """Issue per-device MQTT credentials and claim codes, and install the credentials in the broker."""
+    from gateway import GatewayStore, make_engine
+
+    from ._db import migrate as run_migrations
+    from ._provisioning import Provisioner, numbered_ids
+    from .bootstrap import build_access, build_clock, service_username
+
+    settings = Settings()
+    ids = list(device_ids or []) + (numbered_ids(prefix, count, start) if prefix and count else [])
+    if not ids:
+        raise typer.BadParameter("give device ids, or --prefix and --count")
+    engine = make_engine(settings.database_url)
+    run_migrations(engine)
+    clock = build_clock(settings)
+    access = build_access(settings, engine, clock)
+    if access is None:
+        raise typer.BadParameter("set REPLENISH_MQTT_ADMIN_URL (Mosquitto's dynamic-security admin) to install credentials")
+    issued = Provisioner(engine, GatewayStore(engine), access, clock, service_username(settings)).provision(ids)
+    engine.dispose()
+    doc = json.dumps({"devices": [{"device_id": p.device_id, "password": p.password, "claim_code": p.claim_code} for p in issued]}, indent=1)
+    if out is None:
+        typer.echo(doc)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.touch(mode=0o600)
+    out.write_text(doc)
+    typer.echo(f"{len(issued)} devices provisioned; credentials and claim codes in {out}")

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     env: Literal["development", "production", "test"] = "development"
     database_url: str = "sqlite:///./replenish.db"
     mqtt_url: str = Field("", description="empty: start the embedded broker")
+    mqtt_admin_url: str = Field("", description="Mosquitto dynamic-security admin, for provisioning devices")
+    admin_token: str = Field("", description="bearer token of the operator API (device provisioning); empty: API off")
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     web_host: str = "127.0.0.1"

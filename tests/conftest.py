@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -12,11 +18,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from gateway import EmbeddedBroker, MqttTarget, make_engine
+from gateway import EmbeddedBroker, MqttTarget, free_port, make_engine
 from replenish._db import migrate
 
 PG_URL = os.environ.get("REPLENISH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MQTT_URL = os.environ.get("REPLENISH_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+MOSQUITTO = "/usr/sbin/mosquitto"
+MOSQUITTO_CTRL = "/usr/bin/mosquitto_ctrl"
+DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 
 
 @pytest.fixture
@@ -59,3 +68,51 @@ def mqtt_target(request: pytest.FixtureRequest) -> Iterator[MqttTarget]:
         broker.stop()
     else:
         yield MqttTarget.from_url(MQTT_URL)
+
+
+@dataclass(frozen=True)
+class DynsecBroker:
+    """A Mosquitto with the dynamic-security plugin, started by the test on its own port."""
+
+    port: int
+    admin: MqttTarget
+
+    def target(self, username: str | None = None, password: str | None = None) -> MqttTarget:
+        """Where to connect, as whom."""
+        return MqttTarget("127.0.0.1", self.port, username, password)
+
+
+@pytest.fixture
+def dynsec_broker() -> Iterator[DynsecBroker]:
+    """A second Mosquitto (the machine's binary) with dynamic security, no anonymous clients; stopped after."""
+    # Mosquitto drops to its own user: its folder must be reachable (pytest's tmp_path is 0700)
+    # and writable, since the plugin saves its file on every change.
+    folder = Path(tempfile.mkdtemp(prefix="replenish-mosquitto-"))
+    folder.chmod(0o777)
+    config_file = folder / "dynamic-security.json"
+    subprocess.run([MOSQUITTO_CTRL, "dynsec", "init", str(config_file), "admin", "admin-secret"], check=True, capture_output=True)
+    config_file.chmod(0o666)
+    port = free_port()
+    conf = folder / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n"
+        f"plugin {DYNSEC_PLUGIN}\nplugin_opt_config_file {config_file}\n"
+    )
+    log = folder / "mosquitto.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([MOSQUITTO, "-v", "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        if proc.poll() is not None:
+            raise RuntimeError(f"mosquitto exited: {log.read_text()}")
+        time.sleep(0.05)
+    try:
+        yield DynsecBroker(port, MqttTarget("127.0.0.1", port, "admin", "admin-secret"))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        print(log.read_text()[-3000:])  # shown when the test failed
+        shutil.rmtree(folder, ignore_errors=True)

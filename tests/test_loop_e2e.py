@@ -15,13 +15,13 @@ import pytest
 import uvicorn
 from standardwebhooks import Webhook
 
-from gateway import MqttTarget, free_port, new_client, topic_for
+from gateway import MosquittoDynsec, MqttTarget, free_port, new_client, new_secret, topic_for
 from replenish._models import Product
 from replenish._sink import Sink
 from replenish.bootstrap import Service
 from replenish.settings import Settings
 
-from conftest import MQTT_URL
+from conftest import DynsecBroker
 
 SPEED = 3600.0  # one simulated hour per real second
 
@@ -68,8 +68,15 @@ class _Printer:
 @pytest.mark.parametrize("combo", ["embedded+sqlite", pytest.param("mosquitto+postgres", marks=pytest.mark.infra)])
 def test_loop_end_to_end(combo: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     db = f"sqlite:///{tmp_path / 'loop.db'}" if combo.endswith("sqlite") else request.getfixturevalue("pg_database_url")
+    mqtt_url = admin_url = ""
+    if combo.startswith("mosquitto"):  # Mosquitto with dynamic security: no anonymous clients, per-device ACLs
+        broker: DynsecBroker = request.getfixturevalue("dynsec_broker")
+        password = new_secret()
+        MosquittoDynsec(broker.admin).grant_service("replenish-service", password)
+        mqtt_url = f"mqtt://replenish-service:{password}@127.0.0.1:{broker.port}"
+        admin_url = f"mqtt://admin:{broker.admin.password}@127.0.0.1:{broker.port}"
     settings = Settings(
-        env="test", database_url=db, mqtt_url=MQTT_URL if combo.startswith("mosquitto") else "", mqtt_port=0, web_port=0,
+        env="test", database_url=db, mqtt_url=mqtt_url, mqtt_admin_url=admin_url, mqtt_port=0, web_port=0,
         clock_speed=SPEED, clock_start=datetime(2026, 11, 2, 8, tzinfo=UTC), tick_seconds=0.2, cancel_window_hours=2,
         gateway_client_id="gw-" + uuid.uuid4().hex[:8],
     )
@@ -86,8 +93,11 @@ def test_loop_end_to_end(combo: str, tmp_path: Path, request: pytest.FixtureRequ
         service.catalog.add_product(Product(sku="HP67XL-BK", name="HP 67XL black", consumable="ink.black", models=["hp-67"], unit_price_cents=2499, fulfiller_id="sink"))
         hh = service.households.create("loop@example.org", "Loop", "correct horse battery", address={"line1": "1 Test St", "city": "Testville"})
         device_id = "prn-" + uuid.uuid4().hex[:8]
-        printer = _Printer(service.mqtt_target, device_id, service.clock.now)
-        service.households.claim(hh.id, device_id)  # type: ignore[arg-type]
+        assert service.provisioner is not None
+        (issued,) = service.provisioner.provision([device_id])
+        target = service.mqtt_target
+        printer = _Printer(MqttTarget(target.host, target.port, device_id, issued.password), device_id, service.clock.now)
+        service.households.claim(hh.id, device_id, issued.claim_code)  # type: ignore[arg-type]
         service.households.set_consent(hh.id, device_id, "telemetry", True, "loop@example.org")  # type: ignore[arg-type]
         service.households.set_consent(hh.id, device_id, "auto_order", True, "loop@example.org")  # type: ignore[arg-type]
         service.catalog.choose(hh.id, device_id, "black", "HP67XL-BK")  # type: ignore[arg-type]

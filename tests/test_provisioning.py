@@ -1,0 +1,237 @@
+"""Provisioning and the broker's ACL (SPEC 3), on both brokers: device A can neither publish as B nor read B."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from conftest import DynsecBroker
+from sqlalchemy.engine import Engine
+
+from gateway import (
+    BrokerAccess,
+    DeviceSecret,
+    EmbeddedAccess,
+    EmbeddedBroker,
+    GatewayStore,
+    ManualClock,
+    MosquittoDynsec,
+    MqttTarget,
+    make_engine,
+    new_secret,
+    topic_for,
+)
+from replenish._api import create_app
+from replenish._db import migrate
+from replenish._households import Households
+from replenish._provisioning import Provisioner
+
+NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
+
+
+@dataclass
+class SecuredBroker:
+    """A broker that enforces per-device credentials, with the port that installs them."""
+
+    host: str
+    port: int
+    access: BrokerAccess
+
+    def target(self, username: str | None, password: str | None) -> MqttTarget:
+        return MqttTarget(self.host, self.port, username, password)
+
+
+@pytest.fixture(params=["embedded", pytest.param("mosquitto", marks=pytest.mark.infra)])
+def secured(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SecuredBroker]:
+    """The embedded broker with its auth/ACL plugins, or Mosquitto with dynamic security."""
+    if request.param == "embedded":
+        engine = make_engine(f"sqlite:///{tmp_path / 'access.db'}")
+        migrate(engine)
+        access = EmbeddedAccess(engine, ManualClock(NOW))
+        broker = EmbeddedBroker(port=0, access=access)
+        broker.start()
+        yield SecuredBroker(broker.host, broker.port, access)
+        broker.stop()
+        engine.dispose()
+    else:
+        dyn: DynsecBroker = request.getfixturevalue("dynsec_broker")
+        yield SecuredBroker("127.0.0.1", dyn.port, MosquittoDynsec(dyn.admin))
+
+
+@dataclass
+class Peer:
+    """A connected MQTT client that records what it receives."""
+
+    client: mqtt.Client
+    connack: mqtt.ReasonCode | None = None
+    granted: list[list[mqtt.ReasonCode]] = field(default_factory=list)
+    received: list[tuple[str, bytes]] = field(default_factory=list)
+    connected: threading.Event = field(default_factory=threading.Event)
+    subscribed: threading.Event = field(default_factory=threading.Event)
+
+    def subscribe(self, topic: str) -> list[mqtt.ReasonCode]:
+        self.subscribed.clear()
+        self.client.subscribe(topic, qos=1)
+        assert self.subscribed.wait(10), "no SUBACK"
+        return self.granted[-1]
+
+    def publish(self, topic: str, payload: dict[str, object], retain: bool = False) -> None:
+        self.client.publish(topic, json.dumps(payload), qos=1, retain=retain).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _connect(target: MqttTarget, will: str | None = None) -> Peer:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-" + uuid.uuid4().hex[:10], protocol=mqtt.MQTTv311)
+    peer = Peer(client)
+    if target.username:
+        client.username_pw_set(target.username, target.password)
+    if will:
+        client.will_set(will, json.dumps({"v": 1, "state": "offline"}), qos=1, retain=True)
+
+    def on_connect(_c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
+        peer.connack = reason
+        peer.connected.set()
+
+    def on_subscribe(_c: mqtt.Client, _u: object, _mid: int, codes: list[mqtt.ReasonCode], _p: object) -> None:
+        peer.granted.append(codes)
+        peer.subscribed.set()
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = lambda _c, _u, m: peer.received.append((m.topic, m.payload))
+    client.connect(target.host, target.port, keepalive=10)
+    client.loop_start()
+    assert peer.connected.wait(10), "no CONNACK"
+    return peer
+
+
+def _wait_for(cond, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_device_can_neither_publish_as_nor_read_another(secured: SecuredBroker) -> None:
+    a, b = "dev-a-" + uuid.uuid4().hex[:6], "dev-b-" + uuid.uuid4().hex[:6]
+    service_password = new_secret()
+    secured.access.grant_service("replenish-service", service_password)
+    pa, pb = new_secret(), new_secret()
+    secured.access.grant_devices([DeviceSecret(a, pa), DeviceSecret(b, pb)])
+
+    for username, password in ((a, "wrong"), (a, pb), (None, None), ("nobody", pa)):
+        refused = _connect(secured.target(username, password))
+        assert refused.connack is not None and refused.connack.is_failure, f"{username}/{password} was let in"
+        refused.close()
+
+    service = _connect(secured.target("replenish-service", service_password))
+    assert not service.connack.is_failure  # type: ignore[union-attr]
+    assert not any(c.is_failure for c in service.subscribe("replenish/v1/devices/#"))
+    service.publish(topic_for(b, "orders"), {"v": 1, "ts": NOW.isoformat(), "slots": {"black": {"order_id": "o-b", "status": "shipped"}}}, retain=True)
+
+    dev_a = _connect(secured.target(a, pa))
+    assert not dev_a.connack.is_failure  # type: ignore[union-attr]
+    # A forges B's telemetry, then sends its own: the service sees its own only.
+    dev_a.publish(topic_for(b, "telemetry"), {"v": 1, "device": b, "seq": 1, "ts": NOW.isoformat(), "levels": {"black": 1}})
+    dev_a.publish(topic_for(a, "telemetry"), {"v": 1, "device": a, "seq": 1, "ts": NOW.isoformat(), "levels": {"black": 50}})
+    assert _wait_for(lambda: any(t == topic_for(a, "telemetry") for t, _ in service.received))
+    assert not any(t.startswith(f"replenish/v1/devices/{b}/") and not t.endswith("/orders") for t, _ in service.received)
+
+    # A may read its own orders, but neither B's (retained) orders nor anyone's telemetry.
+    assert not any(c.is_failure for c in dev_a.subscribe(topic_for(a, "orders")))
+    for stolen in (topic_for(b, "orders"), "replenish/v1/devices/+/telemetry", "replenish/v1/devices/#"):
+        codes = dev_a.subscribe(stolen)
+        assert all(c.is_failure for c in codes), f"A was granted {stolen}"
+    dev_b = _connect(secured.target(b, pb))
+    dev_b.publish(topic_for(b, "telemetry"), {"v": 1, "device": b, "seq": 2, "ts": NOW.isoformat(), "levels": {"black": 40}})
+    assert _wait_for(lambda: any(t == topic_for(b, "telemetry") for t, _ in service.received))
+    time.sleep(0.3)
+    assert all(t == topic_for(a, "orders") for t, _ in dev_a.received), f"A read {[t for t, _ in dev_a.received]}"
+
+    # A last will on B's status topic never reaches anyone as B's status.
+    spoofer = _connect(secured.target(a, pa), will=topic_for(b, "status"))
+    if not spoofer.connack.is_failure:  # type: ignore[union-attr]
+        spoofer.client.socket().close()  # an abnormal end: the broker would send the will
+        spoofer.client.loop_stop()
+    time.sleep(1.0)
+    assert not any(t == topic_for(b, "status") for t, _ in service.received)
+
+    # Revoked: A can no longer connect.
+    secured.access.revoke_device(a)
+    time.sleep(0.2)
+    revoked = _connect(secured.target(a, pa))
+    assert revoked.connack is not None and revoked.connack.is_failure
+    for peer in (revoked, dev_a, dev_b, service):
+        peer.close()
+
+
+def test_provisioning_stores_only_hashes_and_claims_need_the_printed_code(engine: Engine) -> None:
+    clock = ManualClock(NOW)
+    store = GatewayStore(engine)
+    access = EmbeddedAccess(engine, clock)
+    provisioner = Provisioner(engine, store, access, clock, "replenish-service")
+    households = Households(engine, store, clock)
+    (issued,) = provisioner.provision(["kitchen-fridge-1"])
+    assert len(issued.claim_code) == 19 and issued.claim_code.count("-") == 3
+    with engine.connect() as conn:
+        dump = " ".join(str(row) for table in ("gw_credentials", "provisioned_devices") for row in conn.exec_driver_sql(f"SELECT * FROM {table}"))
+    assert issued.password not in dump and issued.claim_code.replace("-", "") not in dump.replace("-", "")
+    assert access.authenticate("kitchen-fridge-1", issued.password)
+
+    mine = households.create("a@example.org", "A", "long enough password")
+    other = households.create("b@example.org", "B", "long enough password")
+    with pytest.raises(PermissionError):
+        households.claim(mine.id, "kitchen-fridge-1", "0000-0000-0000-0000")  # type: ignore[arg-type]
+    with pytest.raises(PermissionError):
+        households.claim(mine.id, "no-such-device", issued.claim_code)  # type: ignore[arg-type]
+    households.claim(mine.id, "kitchen-fridge-1", issued.claim_code.lower().replace("-", " "))  # type: ignore[arg-type]
+    with pytest.raises(PermissionError):
+        households.claim(other.id, "kitchen-fridge-1", issued.claim_code)  # type: ignore[arg-type]
+    assert households.device_ids(mine.id) == ["kitchen-fridge-1"]  # type: ignore[arg-type]
+
+    (again,) = provisioner.provision(["kitchen-fridge-1"])  # re-provisioning replaces the password
+    assert not access.authenticate("kitchen-fridge-1", issued.password) and access.authenticate("kitchen-fridge-1", again.password)
+    with pytest.raises(ValueError, match="invalid device id"):
+        provisioner.provision(["has/slash"])
+    with pytest.raises(ValueError, match="invalid device id"):
+        provisioner.provision(["replenish-service"])
+
+
+def test_operator_api_provisions_with_its_token_only(engine: Engine) -> None:
+    clock = ManualClock(NOW)
+    store = GatewayStore(engine)
+    provisioner = Provisioner(engine, store, EmbeddedAccess(engine, clock), clock, "replenish-service")
+    app = create_app(None, None, clock.now, provisioner, admin_token="op-token")  # type: ignore[arg-type]
+
+    async def calls() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            return [
+                await http.post("/api/admin/v1/devices", json={"prefix": "line", "count": 3}),
+                await http.post("/api/admin/v1/devices", json={"prefix": "line", "count": 3}, headers={"Authorization": "Bearer nope"}),
+                await http.post("/api/admin/v1/devices", json={"device_ids": ["x/y"]}, headers={"Authorization": "Bearer op-token"}),
+                await http.post("/api/admin/v1/devices", json={}, headers={"Authorization": "Bearer op-token"}),
+                await http.post("/api/admin/v1/devices", json={"prefix": "line", "count": 3}, headers={"Authorization": "Bearer op-token"}),
+            ]
+
+    anonymous, wrong, bad_id, empty, ok = asyncio.run(calls())
+    assert (anonymous.status_code, wrong.status_code, bad_id.status_code, empty.status_code) == (401, 401, 422, 422)
+    assert "invalid device id" in bad_id.json()["detail"]
+    devices = ok.json()["devices"]
+    assert [d["device_id"] for d in devices] == ["line-00000", "line-00001", "line-00002"]
+    assert all(d["password"] and d["claim_code"] for d in devices)
+    assert [d.device_id for d in store.devices()] == ["line-00000", "line-00001", "line-00002"]
