@@ -46,14 +46,17 @@ class Demo:
             FleetDevice("demo-home-printer", PrinterProfile(pages_per_day=1.0), {"black": 60.0}),
             FleetDevice("neighbour-printer", PrinterProfile(pages_per_day=1.0)),  # not claimed: nothing stored
         ]
+        assert svc.provisioner is not None, "the demo runs the embedded broker, which takes device credentials"
+        issued = {p.device_id: p for p in svc.provisioner.provision([d.device_id for d in devices])}
         for d in devices[:2]:
-            svc.households.claim(hh.id, d.device_id)
+            svc.households.claim(hh.id, d.device_id, issued[d.device_id].claim_code)
             svc.households.set_consent(hh.id, d.device_id, "telemetry", True, DEMO_EMAIL)
             svc.households.set_consent(hh.id, d.device_id, "auto_order", True, DEMO_EMAIL)
             for slot in ("black", "cyan", "magenta", "yellow"):
                 svc.catalog.choose(hh.id, d.device_id, slot, f"HP67XL-{slot[:2].upper()}")
         target = svc.mqtt_target
-        self.fleet = Fleet(target.host, target.port, devices, SimClock(svc.clock.speed, svc.clock.now()), interval_hours=1.0)
+        credentials = {device_id: p.password for device_id, p in issued.items()}
+        self.fleet = Fleet(target.host, target.port, devices, SimClock(svc.clock.speed, svc.clock.now()), interval_hours=1.0, credentials=credentials)
         self.fleet.start()
 
     def stop(self) -> None:
