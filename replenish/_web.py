@@ -66,7 +66,8 @@ def add_web(app: FastAPI, secret_key: str, households: Households, store: Gatewa
         if household_id is None:
             return RedirectResponse("/login", 303)
         data = await run_in_threadpool(_overview, households, store, orders, household_id)
-        return _templates.TemplateResponse(request, "home.html", {**data, "csrf": _csrf(request), "now": clock.now()})
+        flash = request.session.pop("flash", None)
+        return _templates.TemplateResponse(request, "home.html", {**data, "csrf": _csrf(request), "now": clock.now(), "flash": flash})
 
     @web.get("/login", response_class=HTMLResponse)
     async def login_form(request: Request) -> Response:
@@ -87,6 +88,22 @@ def add_web(app: FastAPI, secret_key: str, households: Households, store: Gatewa
         _check_csrf(request, csrf)
         request.session.clear()
         return RedirectResponse("/login", 303)
+
+    @web.post("/devices/claim")
+    async def claim(request: Request, device_id: str = Form(...), claim_code: str = Form(...), csrf: str = Form(...)) -> Response:
+        """Claim a device with the code printed on it (SPEC 4)."""
+        _check_csrf(request, csrf)
+        household_id = _household_id(request)
+        if household_id is None:
+            raise HTTPException(401, "log in first")
+        device_id = device_id.strip()
+        try:
+            await run_in_threadpool(households.claim, household_id, device_id, claim_code)
+        except PermissionError as exc:
+            request.session["flash"] = f"Could not claim {device_id[:64]}: {exc}."
+            return RedirectResponse("/", 303)
+        request.session["flash"] = f"{device_id} is yours. Give consent to store its levels before anything is forecast."
+        return RedirectResponse("/", 303)
 
     @web.post("/orders/{order_id}/{action}")
     async def order_action(request: Request, order_id: str, action: str, csrf: str = Form(...)) -> Response:

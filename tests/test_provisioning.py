@@ -235,3 +235,35 @@ def test_operator_api_provisions_with_its_token_only(engine: Engine) -> None:
     assert [d["device_id"] for d in devices] == ["line-00000", "line-00001", "line-00002"]
     assert all(d["password"] and d["claim_code"] for d in devices)
     assert [d.device_id for d in store.devices()] == ["line-00000", "line-00001", "line-00002"]
+
+
+def test_household_claims_on_the_web_page_with_the_printed_code(engine: Engine) -> None:
+    from datetime import timedelta
+
+    from replenish._orders import Orders
+    from replenish._web import add_web
+
+    clock = ManualClock(NOW)
+    store = GatewayStore(engine)
+    households = Households(engine, store, clock)
+    provisioner = Provisioner(engine, store, EmbeddedAccess(engine, clock), clock, "replenish-service")
+    (issued,) = provisioner.provision(["hall-filter-7"])
+    households.create("web@example.org", "Web", "long enough password")
+    orders = Orders(engine, store, households, None, cancel_window=timedelta(hours=24), review_every=timedelta(hours=1))  # type: ignore[arg-type]
+    app = create_app(None, orders, clock.now)  # type: ignore[arg-type]
+    add_web(app, "test-secret", households, store, orders, clock)
+
+    async def session() -> tuple[str, str, int]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", follow_redirects=True) as web:
+            csrf = (await web.get("/login")).text.split('name="csrf" value="')[1].split('"')[0]
+            home = await web.post("/login", data={"email": "web@example.org", "password": "long enough password", "csrf": csrf})
+            csrf = home.text.split('name="csrf" value="')[1].split('"')[0]  # a login starts a new session
+            wrong = (await web.post("/devices/claim", data={"device_id": "hall-filter-7", "claim_code": "AAAA-AAAA-AAAA-AAAA", "csrf": csrf})).text
+            forged = (await web.post("/devices/claim", data={"device_id": "hall-filter-7", "claim_code": issued.claim_code, "csrf": "forged"})).status_code
+            right = (await web.post("/devices/claim", data={"device_id": "hall-filter-7", "claim_code": issued.claim_code, "csrf": csrf})).text
+            return wrong, right, forged
+
+    wrong, right, forged = asyncio.run(session())
+    assert "Could not claim hall-filter-7" in wrong and forged == 403
+    assert "hall-filter-7 is yours" in right
+    assert households.device_ids(households.by_email("web@example.org").id) == ["hall-filter-7"]  # type: ignore[union-attr,arg-type]
