@@ -48,7 +48,8 @@ def _overview(households: Households, store: GatewayStore, orders: Orders, house
         rows.append({"slot": slot, "forecast": fc, "device": devices.get(slot.device_id)})
     return {
         "household": households.get(household_id),
-        "devices": [devices[d] for d in device_ids if d in devices],
+        "device_ids": device_ids,
+        "device_map": devices,
         "consents": consents,
         "slots": rows,
         "orders": orders.for_household(household_id),
@@ -103,6 +104,22 @@ def add_web(app: FastAPI, secret_key: str, households: Households, store: Gatewa
             request.session["flash"] = f"Could not claim {device_id[:64]}: {exc}."
             return RedirectResponse("/", 303)
         request.session["flash"] = f"{device_id} is yours. Give consent to store its levels before anything is forecast."
+        return RedirectResponse("/", 303)
+
+    @web.post("/devices/{device_id}/consent/{scope}")
+    async def consent(request: Request, device_id: str, scope: str, granted: str = Form(...), csrf: str = Form(...)) -> Response:
+        """Grant or withdraw one consent scope of a device; recorded with the wording version."""
+        _check_csrf(request, csrf)
+        household_id = _household_id(request)
+        if household_id is None:
+            raise HTTPException(401, "log in first")
+        if scope not in ("telemetry", "auto_order") or granted not in ("yes", "no"):
+            raise HTTPException(422, "scope is telemetry or auto_order, granted is yes or no")
+        household = await run_in_threadpool(households.get, household_id)
+        try:
+            await run_in_threadpool(households.set_consent, household_id, device_id, scope, granted == "yes", household.email if household else "web")
+        except PermissionError:
+            raise HTTPException(404, "no such device of yours") from None
         return RedirectResponse("/", 303)
 
     @web.post("/orders/{order_id}/{action}")

@@ -261,9 +261,12 @@ def test_household_claims_on_the_web_page_with_the_printed_code(engine: Engine) 
             wrong = (await web.post("/devices/claim", data={"device_id": "hall-filter-7", "claim_code": "AAAA-AAAA-AAAA-AAAA", "csrf": csrf})).text
             forged = (await web.post("/devices/claim", data={"device_id": "hall-filter-7", "claim_code": issued.claim_code, "csrf": "forged"})).status_code
             right = (await web.post("/devices/claim", data={"device_id": "hall-filter-7", "claim_code": issued.claim_code, "csrf": csrf})).text
+            await web.post("/devices/hall-filter-7/consent/telemetry", data={"granted": "yes", "csrf": csrf})
             return wrong, right, forged
 
     wrong, right, forged = asyncio.run(session())
     assert "Could not claim hall-filter-7" in wrong and forged == 403
     assert "hall-filter-7 is yours" in right
     assert households.device_ids(households.by_email("web@example.org").id) == ["hall-filter-7"]  # type: ignore[union-attr,arg-type]
+    assert households.consents(["hall-filter-7"]) == {("hall-filter-7", "telemetry"): True}
+    assert store.devices(["hall-filter-7"])[0].store_readings  # the gateway stores its levels from now on
