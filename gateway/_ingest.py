@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
-import queue
+import re
 import threading
 import time
-from dataclasses import dataclass
-from datetime import datetime
+from collections import Counter
 
-import paho.mqtt.client as mqtt
+import sqlalchemy as sa
 
 from ._clock import Clock
-from ._messages import InvalidMessage, parse_birth, parse_status, parse_telemetry
+from ._ingest_mqtt import V5, V311, Delivery, IngestConnection
+from ._messages import Birth, InvalidMessage, parse_birth, parse_status, parse_telemetry
 from ._metrics import INGEST_LATENCY, MESSAGES, READINGS, REJECTED
-from ._mqtt import MqttTarget, new_client
+from ._mqtt import MqttTarget
 from ._store import GatewayStore, TelemetryIn
 from ._topics import PREFIX, parse_topic
 
@@ -22,17 +22,18 @@ __all__ = ["Ingestor"]
 
 log = logging.getLogger(__name__)
 
-SUBSCRIPTIONS = tuple(f"{PREFIX}/+/{suffix}" for suffix in ("birth", "telemetry", "status"))
 _RETRY_PAUSE = 1.0  # seconds between attempts when the database refuses a batch
+_BIRTH_TRIES = 3  # two workers may create the same device at once; the loser finds it on its next try
+_SHARE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_OUTCOMES = ("stored", "duplicates", "not_consented", "unknown", "rejected")
 
 
-@dataclass(frozen=True, slots=True)
-class _Incoming:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    received_at: datetime
+def subscriptions(share_group: str | None) -> tuple[str, ...]:
+    """Birth and status on every worker (retained, and never sent to shared subscriptions); telemetry shared."""
+    telemetry = f"{PREFIX}/+/telemetry"
+    if share_group:
+        telemetry = f"$share/{share_group}/{telemetry}"
+    return (f"{PREFIX}/+/birth", telemetry, f"{PREFIX}/+/status")
 
 
 class Ingestor:
@@ -46,99 +47,100 @@ class Ingestor:
         client_id: str = "replenish-gateway",
         batch_size: int = 1000,
         batch_wait: float = 0.05,
+        share_group: str | None = None,
+        mqtt_version: int | None = None,
     ) -> None:
+        if share_group is not None and not _SHARE_NAME.fullmatch(share_group):
+            raise ValueError(f"share group must be 1-64 of [A-Za-z0-9_-], got {share_group!r}")
+        if share_group and mqtt_version == V311:
+            raise ValueError("a shared subscription (share_group) needs MQTT 5")
         self.store = store
         self.clock = clock
         self.target = target
         self.client_id = client_id
         self.batch_size = batch_size
         self.batch_wait = batch_wait
-        self._queue: queue.Queue[_Incoming] = queue.Queue()
+        self.share_group = share_group or None
         self._stop = threading.Event()
-        self._connected = threading.Event()
         self._worker: threading.Thread | None = None
-        # clean_session=False: the broker keeps our subscription and unacked QoS 1 messages across restarts.
-        self._client = new_client(target, client_id, clean_session=False, manual_ack=True)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
+        self._in_hand = 0
+        # Acknowledging after commit keeps up to this many messages unacknowledged at the broker:
+        # enough for one batch being stored while the next ones arrive (MQTT 5 Receive Maximum;
+        # with 3.1.1 the broker's own limit applies, Mosquitto's max_inflight_messages).
+        window = min(max(4 * batch_size, 1000), 0xFFFF)
+        self._conn = IngestConnection(
+            target, client_id, subscriptions(self.share_group), clock.now, version=V5 if self.share_group else mqtt_version, receive_maximum=window
+        )
 
     def start(self, timeout: float = 30.0) -> None:
         """Connect, subscribe and start the writer thread."""
+        try:
+            self._conn.start(timeout)
+        except ConnectionError as exc:
+            if self.share_group:
+                raise ConnectionError(
+                    f"{exc}; a shared subscription (share_group={self.share_group!r}) needs an MQTT 5 broker such as Mosquitto, "
+                    "and the embedded broker speaks only MQTT 3.1.1"
+                ) from exc
+            raise
         self._worker = threading.Thread(target=self._run, name=f"ingest-{self.client_id}", daemon=True)
         self._worker.start()
-        self._client.connect_async(self.target.host, self.target.port, keepalive=30)
-        self._client.loop_start()
-        if not self._connected.wait(timeout):
-            raise TimeoutError(f"gateway could not connect to MQTT at {self.target.url}")
 
     def stop(self) -> None:
-        """Drain what was received, then disconnect."""
+        """Store and acknowledge what was received, then disconnect (the broker keeps the session)."""
         self._stop.set()
         if self._worker:
             self._worker.join(30)
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._conn.close()
 
     @property
     def pending(self) -> int:
         """Messages received but not yet committed."""
-        return self._queue.qsize()
+        return self._conn.queued + self._in_hand
 
-    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
-        if reason.is_failure:
-            log.error("MQTT connect refused: %s", reason)
-            return
-        client.subscribe([(t, 1) for t in SUBSCRIPTIONS])
-        self._connected.set()
-        log.info("gateway subscribed at %s as %s", self.target.url, self.client_id)
-
-    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
-        self._connected.clear()
-        if not self._stop.is_set():
-            log.warning("gateway disconnected from MQTT: %s", reason)
-
-    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        self._queue.put(_Incoming(msg.topic, msg.payload, msg.mid, msg.qos, self.clock.now()))
+    @property
+    def mqtt_version(self) -> int | None:
+        """The MQTT version spoken with the broker (5, or 4 for 3.1.1); None before connecting."""
+        return self._conn.version
 
     def _run(self) -> None:
-        while not (self._stop.is_set() and self._queue.empty()):
-            try:
-                first = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            batch = [first]
-            deadline = time.monotonic() + self.batch_wait
-            while len(batch) < self.batch_size:
-                try:
-                    batch.append(self._queue.get(timeout=max(deadline - time.monotonic(), 0)))
-                except queue.Empty:
-                    break
-            while True:
-                try:
-                    self._handle(batch)
-                    break
-                except Exception:  # noqa: BLE001 - the database is away; keep the batch and retry
-                    log.exception("storing a batch of %d messages failed; retrying", len(batch))
-                    time.sleep(_RETRY_PAUSE)
-            for item in batch:
-                if item.qos > 0:
-                    self._client.ack(item.mid, item.qos)
+        while True:
+            stopping = self._stop.is_set()
+            # On stop, one last pass takes everything queued; later arrivals stay unacknowledged
+            # and the broker redelivers them to the next worker on this session.
+            batch = self._conn.take(1 << 30, 0, 0) if stopping else self._conn.take(self.batch_size, self.batch_wait, 0.2)
+            self._in_hand = len(batch)
+            if batch:
+                self._commit(batch)
+            self._in_hand = 0
+            if stopping:
+                return
 
-    def _reject(self, item: _Incoming, reason: str, detail: str) -> None:
+    def _commit(self, batch: list[Delivery]) -> None:
+        while True:
+            try:
+                self._handle(batch)
+                break
+            except Exception:  # noqa: BLE001 - the database is away; keep the batch and retry
+                log.exception("storing a batch of %d messages failed; retrying", len(batch))
+                time.sleep(_RETRY_PAUSE)
+        self._conn.ack(batch)  # only now: a crash before this line loses nothing, the broker redelivers
+
+    def _reject(self, item: Delivery, reason: str, detail: str) -> None:
         REJECTED.labels(reason).inc()
         log.warning("rejected message on %s: %s (%s)", item.topic, reason, detail)
         self.store.dead_letter(item.topic, item.payload, reason, detail, item.received_at)
 
-    def _handle(self, batch: list[_Incoming]) -> None:
+    def _handle(self, batch: list[Delivery]) -> None:
         started = time.perf_counter()
         telemetry: list[TelemetryIn] = []
+        kinds: Counter[str] = Counter()
         for item in batch:
             topic = parse_topic(item.topic)
             if topic is None:
                 self._reject(item, "bad_topic", "not a protocol v1 device topic")
                 continue
-            MESSAGES.labels(topic.suffix).inc()
+            kinds[topic.suffix] += 1
             try:
                 if topic.suffix == "telemetry":
                     telemetry.append(TelemetryIn(topic.device_id, parse_telemetry(item.payload, topic.device_id), item.received_at))
@@ -146,18 +148,33 @@ class Ingestor:
                 self._flush(telemetry)  # keep each device's messages in arrival order
                 if topic.suffix == "birth":
                     if item.payload:  # an empty retained payload clears a birth; nothing to store
-                        self.store.record_birth(topic.device_id, parse_birth(item.payload, topic.device_id), item.received_at)
+                        self._birth(topic.device_id, parse_birth(item.payload, topic.device_id), item)
                 elif topic.suffix == "status":
                     self.store.record_status(topic.device_id, parse_status(item.payload, topic.device_id), item.received_at)
             except InvalidMessage as exc:
                 self._reject(item, exc.reason, str(exc))
         self._flush(telemetry)
+        for kind, n in kinds.items():
+            MESSAGES.labels(kind).inc(n)
         INGEST_LATENCY.observe(time.perf_counter() - started)
+
+    def _birth(self, device_id: str, birth: Birth, item: Delivery) -> None:
+        # Every worker receives every (retained) birth, so two may insert the same new device at
+        # once; the loser's insert fails on the primary key and its retry updates the row instead.
+        for attempt in range(1, _BIRTH_TRIES + 1):
+            try:
+                self.store.record_birth(device_id, birth, item.received_at)
+                return
+            except sa.exc.IntegrityError:
+                if attempt == _BIRTH_TRIES:
+                    raise
+                log.info("birth of %s raced another worker; retrying", device_id)
 
     def _flush(self, telemetry: list[TelemetryIn]) -> None:
         if not telemetry:
             return
         counts = self.store.store_telemetry(telemetry)
-        for outcome in ("stored", "duplicates", "not_consented", "unknown", "rejected"):
-            READINGS.labels(outcome).inc(getattr(counts, outcome))
+        for outcome in _OUTCOMES:
+            if n := getattr(counts, outcome):
+                READINGS.labels(outcome).inc(n)
         telemetry.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from ._db import insert_ignore
+from ._ingest_sql import insert_ignoring_duplicates, update_by_key
 from ._messages import Birth, SlotSpec, Telemetry
 from ._models import GwDeadLetter, GwDevice, GwForecast, GwReading, GwSlot
 from ._normalise import corrected_time, estimate_clock_offset, is_refill, normalise_level
@@ -106,13 +108,23 @@ class GatewayStore:
         counts = IngestCounts()
         if not batch:
             return counts
-        device_ids = {m.device_id for m in batch}
+        device_ids = sorted({m.device_id for m in batch})
         rows: list[dict[str, Any]] = []
-        with Session(self.engine) as s:
-            devices = {d.device_id: d for d in s.exec(select(GwDevice).where(GwDevice.device_id.in_(device_ids)))}  # type: ignore[attr-defined]
+        dev_t, slot_t = GwDevice.__table__, GwSlot.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            # Plain records instead of ORM objects: building thousands of SQLModel instances per
+            # batch cost more than everything else in ingest (docs/benchmarks.md, "Ingest").
+            q = sa.select(dev_t.c.device_id, dev_t.c.store_readings, dev_t.c.last_seen_at, dev_t.c.clock_offset_s, dev_t.c.clock_offset_at)
+            q = q.where(dev_t.c.device_id.in_(device_ids)).order_by(dev_t.c.device_id)
+            if conn.dialect.name == "postgresql":
+                # Workers on a shared subscription get one device's messages in turn: lock its row
+                # (in id order, so two batches cannot deadlock) so the second batch builds on the
+                # first one's slot levels and clock offset instead of overwriting them.
+                q = q.with_for_update()
+            devices = {r.device_id: SimpleNamespace(**r._mapping) for r in conn.execute(q)}
             slots = {
-                (sl.device_id, sl.slot_id): sl
-                for sl in s.exec(select(GwSlot).where(GwSlot.device_id.in_(device_ids)))  # type: ignore[attr-defined]
+                (r.device_id, r.slot_id): SimpleNamespace(**{**r._mapping, "dirty": False})  # dirty: touched by this batch
+                for r in conn.execute(sa.select(slot_t).where(slot_t.c.device_id.in_(device_ids)).order_by(slot_t.c.device_id, slot_t.c.slot_id))
             }
             for msg in sorted(batch, key=lambda m: m.telemetry.ts):
                 device = devices.get(msg.device_id)
@@ -153,11 +165,29 @@ class GatewayStore:
                             "received_at": msg.received_at,
                         }
                     )
-            if rows:
-                stmt = insert_ignore(self.engine, GwReading.__table__).returning(GwReading.__table__.c.id)  # type: ignore[attr-defined]
-                inserted = len(s.execute(stmt, rows).all())
-                counts.stored, counts.duplicates = inserted, len(rows) - inserted
-            s.commit()
+            update_by_key(
+                conn,
+                dev_t,
+                ["device_id"],
+                [
+                    {"device_id": d.device_id, "last_seen_at": d.last_seen_at, "clock_offset_s": d.clock_offset_s, "clock_offset_at": d.clock_offset_at}
+                    for d in devices.values()
+                    if d.store_readings
+                ],
+            )
+            update_by_key(
+                conn,
+                slot_t,
+                ["device_id", "slot_id"],
+                [
+                    {"device_id": sl.device_id, "slot_id": sl.slot_id, "level": sl.level, "level_at": sl.level_at, "segment_start": sl.segment_start}
+                    for sl in slots.values()
+                    if sl.dirty
+                ],
+                dirty=True,
+            )
+            inserted = insert_ignoring_duplicates(conn, GwReading.__table__, rows)  # type: ignore[attr-defined]
+            counts.stored, counts.duplicates = inserted, len(rows) - inserted
         return counts
 
     def dirty_slots(self, limit: int) -> list[GwSlot]:

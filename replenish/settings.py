@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     lead_time_days: float = Field(4.0, ge=0)
     retention_days: int = Field(400, ge=1)
     gateway_client_id: str = "replenish-gateway"
+    gateway_share_group: str = Field("", description="MQTT 5 shared-subscription group for telemetry; empty: a plain subscription")
     log_format: Literal["json", "console"] = "console"
     log_level: str = "INFO"
 
