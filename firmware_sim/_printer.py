@@ -1,9 +1,12 @@
-"""A simulated inkjet printer: CMYK cartridges in percent, usage grounded in USAGE_FIGURES.md.
+"""The first simulated printer, kept for its callers: `PrinterProfile` (used by `FleetDevice`) and `InkjetPrinter`.
+
+New code uses `make_device("printer.inkjet", ...)` (`_printers.Inkjet`), which models the same
+printer with rhythms, quantisation and quirks.
 
 Usage: Consumer Reports' average home user prints 25-35 pages a month, in batches of 2-3 pages
 (USAGE_FIGURES 1b); a home office prints far more. An HP 67XL black yields about 240 pages and a
 colour cartridge about 120 at ISO coverage (1a); most home pages are mostly black (43 %, 1b).
-Cartridges report in 1 % steps here; the devices issue adds 10 % quantisation and noise.
+Cartridges report in 1 % steps here.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class InkjetPrinter:
         """The retained birth message."""
         return {
             "v": 1,
+            "device": self.device_id,
             "model": self.model,
             "kind": "printer.inkjet",
             "firmware": "sim-1.0",
@@ -66,7 +70,7 @@ class InkjetPrinter:
     def telemetry(self, now: datetime, events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """A telemetry message with the current levels."""
         self.seq += 1
-        return {"v": 1, "seq": self.seq, "ts": now.isoformat(), "levels": {s: round(v) for s, v in self.levels.items()}, "events": events or []}
+        return {"v": 1, "device": self.device_id, "seq": self.seq, "ts": now.isoformat(), "levels": {s: round(v) for s, v in self.levels.items()}, "events": events or []}
 
     def on_orders(self, payload: bytes, seen: set[str]) -> list[dict[str, Any]]:
         """React to the gateway's orders message: install every newly delivered cartridge."""

@@ -80,24 +80,53 @@ def demo(
 
 @app.command()
 def sim(
+    mqtt_url: Annotated[str, typer.Option(help="broker as mqtt://user:pass@host:port (user:pass optional: the login of devices without their own credentials); overrides --mqtt-host/--mqtt-port")] = "",
     mqtt_host: Annotated[str, typer.Option(help="broker host")] = "127.0.0.1",
     mqtt_port: Annotated[int, typer.Option(help="broker port")] = 1883,
-    devices: Annotated[int, typer.Option(help="how many printers")] = 10,
-    pages_per_day: Annotated[float, typer.Option(help="mean pages a household prints a day (home average is ~1)")] = 1.0,
-    speed: Annotated[float, typer.Option(help="simulated seconds per real second")] = 3600.0,
-    interval_hours: Annotated[float, typer.Option(help="simulated hours between telemetry messages")] = 1.0,
+    devices: Annotated[int | None, typer.Option(help="how many devices (default: every device in --credentials, else 10)")] = None,
+    kinds: Annotated[str, typer.Option(help="kinds mix as kind=weight,...: printer.inkjet, printer.laser, fridge, coffee, water_filter, dishwasher ('all': equal shares)")] = "all",
+    speed: Annotated[float, typer.Option(help="simulated seconds per real second (3600: an hour a second)")] = 3600.0,
+    interval_hours: Annotated[float, typer.Option(help="simulated hours between a device's telemetry messages")] = 1.0,
     seed: Annotated[int, typer.Option(help="random seed: the same seed gives the same fleet")] = 1,
-    prefix: Annotated[str, typer.Option(help="device id prefix")] = "sim-printer",
+    prefix: Annotated[str, typer.Option(help="device ids are PREFIX-00000, PREFIX-00001, ... (devices not in --credentials)")] = "sim",
+    credentials: Annotated[Path | None, typer.Option(help='JSON {"devices": [{"device_id", "password"}, ...]}: each listed device logs in as itself')] = None,
+    p_offline: Annotated[float, typer.Option(help="chance a day that a device goes offline for a spell (buffers, then bursts)")] = 0.02,
+    offline_hours: Annotated[float, typer.Option(help="median length of an offline spell, simulated hours")] = 3.0,
+    p_reboot: Annotated[float, typer.Option(help="chance a day that a device reboots (seq restarts at 0)")] = 0.01,
+    p_skew: Annotated[float, typer.Option(help="share of devices whose clock is off by seconds to --max-skew-hours")] = 0.2,
+    max_skew_hours: Annotated[float, typer.Option(help="largest clock offset of a skewed device")] = 6.0,
+    p_away: Annotated[float, typer.Option(help="chance a year of a household's main holiday (0: nobody ever goes away)")] = 0.78,
+    p_unknown: Annotated[float, typer.Option(help="chance a reading is null or 'unknown'")] = 0.002,
+    p_elsewhere: Annotated[float, typer.Option(help="chance a household buys a running-low unit elsewhere anyway")] = 0.1,
+    exact: Annotated[bool, typer.Option(help="report exact levels: no quantisation, noise or sentinels")] = False,
+    wave_size: Annotated[int, typer.Option(help="devices that connect together")] = 250,
+    wave_interval: Annotated[float, typer.Option(help="real seconds between connection waves")] = 0.05,
 ) -> None:
-    """Run a simulated fleet of inkjet printers against an MQTT broker."""
-    from firmware_sim import Fleet, FleetDevice, PrinterProfile, SimClock
+    """Run a simulated fleet of household devices against an MQTT broker (see docs/simulator.md)."""
+    import random
+
+    from firmware_sim import KINDS, Fleet, FleetDevice, Quirks, SimClock, load_credentials
+    from gateway import MqttTarget
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    target = MqttTarget.from_url(mqtt_url) if mqtt_url else MqttTarget(mqtt_host, mqtt_port)
+    passwords = load_credentials(credentials) if credentials else {}
+    count = devices if devices is not None else (len(passwords) or 10)
+    ids = (list(passwords) + [f"{prefix}-{i:05d}" for i in range(count)])[:count]
+    mix = {k: 1.0 for k in KINDS} if kinds == "all" else {k.strip(): float(w or 1) for k, _, w in (p.partition("=") for p in kinds.split(","))}
+    if unknown := set(mix) - set(KINDS):
+        raise typer.BadParameter(f"unknown kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
+    rng = random.Random(seed)
+    quirks = Quirks(
+        quantise=not exact, p_unknown=p_unknown, p_offline=p_offline, offline_hours=(offline_hours, 1.5), p_reboot=p_reboot,
+        p_skew=p_skew, max_skew_h=max_skew_hours, p_away=p_away, p_elsewhere=p_elsewhere,
+    )
     fleet = Fleet(
-        mqtt_host, mqtt_port, [FleetDevice(f"{prefix}-{i:05d}", PrinterProfile(pages_per_day=pages_per_day)) for i in range(devices)], SimClock(speed), interval_hours, seed
+        target.host, target.port, [FleetDevice(i, kind=rng.choices(list(mix), list(mix.values()))[0]) for i in ids], SimClock(speed), interval_hours, seed,
+        credentials=passwords, quirks=quirks, wave_size=wave_size, wave_interval_s=wave_interval, username=target.username, password=target.password,
     )
     fleet.start()
-    typer.echo(f"{devices} simulated printers publishing to {mqtt_host}:{mqtt_port} at {speed:g}x. Ctrl-C stops.")
+    typer.echo(f"{count} simulated devices publishing to {target.url} at {speed:g}x. Ctrl-C stops.")
     _wait_for_signal()
     fleet.stop()
 
