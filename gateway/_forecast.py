@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ class ForecastArrays:
     rate_sd_per_day: np.ndarray | None = None  # posterior sd of the rate
     prior_weight: np.ndarray | None = None  # 0..1: the prior's share of the rate's precision
     step: np.ndarray | None = None  # quantisation step used (0 = unquantised)
+    tte_quantiles: np.ndarray | None = None  # (S, Q) days to empty at the `quantiles` asked for
 
 
 def _per_slot(value: Any, s: int, fill: float) -> np.ndarray:
@@ -73,6 +75,7 @@ def forecast_batch(
     prior_rate: np.ndarray | None = None,
     prior_rate_sd: np.ndarray | None = None,
     chunk: int = _CHUNK,
+    quantiles: Sequence[float] = (),
 ) -> ForecastArrays:
     """Forecast S slots from padded readings.
 
@@ -81,6 +84,7 @@ def forecast_batch(
     (S,). step: (S,) quantisation step (0 = none, NaN or omitted = detect). away: per slot
     (start, end) seconds with no household use, as an (S, K, 2) NaN-padded array or S lists.
     prior_rate, prior_rate_sd: (S,) population prior of the rate (fraction/day; NaN = none).
+    quantiles: extra probabilities (0..1) of being empty sooner, returned in `tte_quantiles`.
     """
     t = np.atleast_2d(np.asarray(t, dtype=np.float64))
     y = np.atleast_2d(np.asarray(level, dtype=np.float64))
@@ -94,16 +98,21 @@ def forecast_batch(
     mu0 = _per_slot(prior_rate, s, np.nan)
     sd0 = _per_slot(prior_rate_sd, s, np.nan)
     away_a = _pad_away(away, s)
+    if any(not 0 < q < 1 for q in quantiles):
+        raise ValueError(f"quantiles must lie strictly between 0 and 1, got {quantiles}")
+    zs = tuple(NormalDist().inv_cdf(q) for q in quantiles)
     names = ("rate", "level", "p10", "p50", "p90", "conf", "n", "method", "rate_sd", "prior_w", "step")
     out = {k: np.empty(s) for k in names}
+    extra = np.empty((s, len(zs)))
     size = max(int(chunk), 1)
     for lo in range(0, s, size):
         sl = slice(lo, lo + size)
         part = fit_chunk(
-            t[sl], y[sl], now_a[sl], step_a[sl], None if away_a is None else away_a[sl], mu0[sl], sd0[sl]
+            t[sl], y[sl], now_a[sl], step_a[sl], None if away_a is None else away_a[sl], mu0[sl], sd0[sl], zs
         )
         for k, v in zip(names, part):
             out[k][sl] = v
+        extra[sl] = part[-1]
     return ForecastArrays(
         rate_per_day=out["rate"],
         level_now=out["level"],
@@ -116,6 +125,7 @@ def forecast_batch(
         rate_sd_per_day=out["rate_sd"],
         prior_weight=out["prior_w"],
         step=out["step"],
+        tte_quantiles=extra if zs else None,
     )
 
 

@@ -95,6 +95,33 @@ def _triangle(ncol: int) -> np.ndarray:
     return (np.arange(ncol)[:, None] < np.arange(1, ncol)[None, :]).astype(np.float32)
 
 
+def _quantile(
+    z: float, level: np.ndarray, rate: np.ndarray, var_l: np.ndarray, sig2: np.ndarray, var_r: np.ndarray,
+    cv: np.ndarray, skew: np.ndarray, h50: np.ndarray,
+) -> np.ndarray:
+    """The time h at which use C(h) ~ N(rate h, var_l + sig2 h + v h^2) reaches the level with score z.
+
+    (level - rate h)^2 = z^2 (var_l + sig2 h + v h^2), solved without cancellation. The rate is
+    log-normal (few bursts make its upper tail long): v is the normal variance that reproduces
+    its bound on the side asked for; on the early side the bursts' diffusion also grows with the
+    rate, as a compound Poisson's does. z < 0: an early quantile (the smaller root), z > 0: late.
+    """
+    if z == 0:
+        return h50
+    za = abs(z)
+    z2 = za * za
+    c = level * level - z2 * var_l
+    if z < 0:
+        v = np.where(skew, np.square(rate * np.expm1(za * cv) / za), var_r)
+        b = 2 * level * rate + z2 * sig2 * np.where(skew, np.exp(za * cv), 1.0)
+        a = rate * rate - z2 * v
+        return np.where(c > 0, 2 * c / (b + np.sqrt(np.maximum(b * b - 4 * a * c, 0.0))), 0.0)
+    v = np.where(skew, np.square(rate * -np.expm1(-za * cv) / za), var_r)
+    b = 2 * level * rate + z2 * sig2
+    a = rate * rate - z2 * v
+    return np.where(a > 0, (b + np.sqrt(np.maximum(b * b - 4 * a * c, 0.0))) / (2 * a), np.inf)
+
+
 def fit_chunk(
     t: np.ndarray,
     y: np.ndarray,
@@ -103,8 +130,13 @@ def fit_chunk(
     away: np.ndarray | None,
     mu0: np.ndarray,
     sd0: np.ndarray,
+    zs: tuple[float, ...] = (),
 ) -> tuple[np.ndarray, ...]:
-    """Forecast one chunk; returns rate, level, p10, p50, p90, confidence, n, method, rate sd, prior weight, step."""
+    """Forecast one chunk; returns rate, level, p10, p50, p90, confidence, n, method, rate sd, prior weight, step, extra quantiles.
+
+    zs: normal scores of extra quantiles of the time to empty (negative: earlier than P50); the
+    last value returned is their (S, len(zs)) array.
+    """
     # Hot (S, N) arrays are float32 and updated in place: allocation, not arithmetic, is the cost.
     s, ncol = t.shape
     col = np.arange(ncol)
@@ -251,28 +283,20 @@ def fit_chunk(
         # rate is log-normal (few bursts make its upper tail long): v is the normal variance
         # that reproduces its upper bound for P10 and its lower bound for P90; in the fast
         # scenario of P10 the bursts' diffusion grows with the rate, as a compound Poisson's does.
-        z2 = _Z90 * _Z90
         cv = np.sqrt(var_r) / rate
         skew = (rate > 0) & (cv < _MAX_CV)
-        v_hi = np.where(skew, np.square(rate * np.expm1(_Z90 * cv) / _Z90), var_r)
-        v_lo = np.where(skew, np.square(rate * -np.expm1(-_Z90 * cv) / _Z90), var_r)
-        c = level * level - z2 * var_l
-        b = 2 * level * rate + z2 * sig2 * np.where(skew, np.exp(_Z90 * cv), 1.0)
-        a = rate * rate - z2 * v_hi
-        h10 = np.where(c > 0, 2 * c / (b + np.sqrt(np.maximum(b * b - 4 * a * c, 0.0))), 0.0)
-        b = 2 * level * rate + z2 * sig2
-        a = rate * rate - z2 * v_lo
-        h90 = np.where(a > 0, (b + np.sqrt(np.maximum(b * b - 4 * a * c, 0.0))) / (2 * a), np.inf)
         h50 = np.where(rate > 0, level / rate, np.where(level > 0, np.inf, 0.0))
+        hs = [_quantile(z, level, rate, var_l, sig2, var_r, cv, skew, h50) for z in (-_Z90, _Z90, *zs)]
         tte = []
-        for h in (h10, h50, h90):
+        for h in (hs[0], h50, hs[1], *hs[2:]):
             if away is not None:
                 h = _push_past_away(now_d + h, now_d, away) - now_d
             tte.append(np.where(np.isnan(level) | np.isnan(rate), np.nan, h))
-        p10, p50, p90 = tte
+        p10, p50, p90 = tte[:3]
+        extra = np.stack(tte[3:], axis=1) if zs else np.empty((s, 0))
         sharp = np.where(np.isfinite(p50) & (p50 > 0), p10 / p50, (p10 == p50).astype(float))
         conf = np.clip(np.nan_to_num(sharp * (1 - prior_w)), 0.0, 1.0)
 
     method = np.where(reg, np.where(q, _STEPDOWN, _LEVEL), np.where(bound, _BOUND, np.where(pp > 0, _PRIOR, _NONE)))
     n_used = np.where(reg, n, n_seg)
-    return rate, level, p10, p50, p90, conf, n_used, method, np.sqrt(var_r), prior_w, step
+    return rate, level, p10, p50, p90, conf, n_used, method, np.sqrt(var_r), prior_w, step, extra

@@ -1,19 +1,39 @@
-"""Adapter around the pure forecasting core: loads dirty slots, forecasts them in one call, stores results."""
+"""Adapter around the pure forecasting core: loads dirty slots, forecasts them in one call, stores results.
+
+It also learns the cold-start priors (per device model and slot, from the fleet's own
+data-rich forecasts, kept in memory and rebuilt from the stored forecasts once per simulated
+day) and turns the household's away periods into the core's input. docs/forecasting.md.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import numpy as np
 
-from ._forecast import explain, forecast_batch
-from ._models import GwForecast
+from ._forecast import ForecastArrays, explain, forecast_batch, population_prior
+from ._models import GwForecast, GwSlot
 from ._store import GatewayStore
 
-__all__ = ["Forecaster"]
+__all__ = ["AwayProvider", "Forecaster", "Prior", "away_from", "thin_readings"]
 
-_MAX_READINGS = 240  # the most recent readings per slot fed to the core; older ones add little
+# Given the device ids being refreshed, each one's away periods (start, end): no use meanwhile (SPEC 4).
+AwayProvider = Callable[[Sequence[str]], Mapping[str, Sequence[tuple[datetime, datetime]]]]
+Prior = tuple[float, float]  # rate per active day (fraction of capacity) and its sd
+
+_MAX_READINGS = 240  # readings per slot fed to the core: past this, more add little but cost time
+_ID_CHUNK = 5000  # ids per IN (...) query: SQLite allows 32,766 bound variables
+# A forecast teaches the fleet's prior only when its own readings carry it: a regression whose
+# rate owes less than this share of its precision to a prior (no echo of the prior back into it).
+_TEACH_PRIOR_WEIGHT = 0.2
+_TEACH_METHODS = frozenset(("level regression", "step-down regression"))
+_MIN_FLEET = 5  # slots per (model, slot) before their median and spread mean anything
+# Floor of the prior's sd, relative to its median: a household's rate is never known to better
+# than +-50 % from its neighbours' (the simulated fleet's spread of use is about +-80 %).
+_PRIOR_MIN_CV = 0.5
+_PRIOR_MIN_SD = 1e-4  # per day: floor for a group whose median rate is near zero
 
 
 def _when(now: datetime, days: float) -> datetime | None:
@@ -22,33 +42,103 @@ def _when(now: datetime, days: float) -> datetime | None:
     return now + timedelta(days=max(days, 0.0))
 
 
+def thin_readings(t: np.ndarray, y: np.ndarray, limit: int = _MAX_READINGS) -> np.ndarray:
+    """Indices (sorted) of at most `limit` readings that keep what the core uses, over the whole segment.
+
+    Every change of level and the reading before it are kept (a quantised series' step-downs are
+    timed by that pair), then the first and last readings, then evenly spaced others. A series
+    that changes at every reading (noisy sensors) is subsampled evenly instead: the span, which
+    sets the rate's precision, is kept either way.
+    """
+    n = len(y)
+    if n <= limit:
+        return np.arange(n)
+    change = np.flatnonzero(y[1:] != y[:-1]) + 1
+    keep = np.unique(np.r_[0, n - 1, change, change - 1])
+    if len(keep) > limit:
+        return np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
+    spare = limit - len(keep)
+    rest = np.setdiff1d(np.arange(n), keep, assume_unique=True)
+    fill = rest[np.linspace(0, len(rest) - 1, spare).round().astype(np.int64)] if spare and len(rest) else rest[:0]
+    return np.union1d(keep, fill)
+
+
 class Forecaster:
     """Refreshes the stored forecast of every slot that received readings, a batch per tick."""
 
-    def __init__(self, store: GatewayStore, batch_size: int = 5000) -> None:
+    def __init__(self, store: GatewayStore, batch_size: int = 5000, prior_every: timedelta = timedelta(days=1)) -> None:
         self.store = store
         self.batch_size = batch_size
+        self.prior_every = prior_every
+        self.priors: dict[tuple[str, str], Prior] = {}
+        self.priors_at: datetime | None = None
 
-    def refresh(self, now: datetime) -> int:
+    def refresh(self, now: datetime, away: AwayProvider | None = None) -> int:
         """Forecast up to one batch of dirty slots; returns how many were refreshed."""
+        if self.priors_at is None or now - self.priors_at >= self.prior_every:
+            self.learn_priors(now)
         slots = self.store.dirty_slots(self.batch_size)
         if not slots:
             return 0
-        series = self.store.readings_since((s.device_id, s.slot_id, s.segment_start) for s in slots)
+        keys, fa = self.compute(slots, now, away)
+        self.store.write_forecasts(self.rows(keys, fa, now), keys)
+        return len(keys)
+
+    def learn_priors(self, now: datetime) -> dict[tuple[str, str], Prior]:
+        """Rebuild the (model, slot) priors from the stored forecasts that rest on their own data."""
+        models = {d.device_id: d.model for d in self.store.devices() if d.model}
+        ids = list(models)
+        rates: list[float] = []
+        groups: list[str] = []
+        keys: dict[str, tuple[str, str]] = {}
+        for lo in range(0, len(ids), _ID_CHUNK):
+            for (device_id, slot_id), f in self.store.forecasts(ids[lo : lo + _ID_CHUNK]).items():
+                e = f.explanation or {}
+                weight = e.get("prior_weight")
+                if f.rate_per_day is None or e.get("method") not in _TEACH_METHODS or (weight or 0.0) > _TEACH_PRIOR_WEIGHT:
+                    continue
+                key = (models[device_id], slot_id)
+                group = f"{key[0]}\x1f{key[1]}"
+                keys[group] = key
+                rates.append(f.rate_per_day)
+                groups.append(group)
+        self.priors, self.priors_at = {}, now
+        if not rates:
+            return self.priors
+        gids, med, sd = population_prior(np.array(rates), np.array(groups))
+        counts = dict(zip(*np.unique(np.array(groups), return_counts=True), strict=True))
+        for g, m, s in zip(gids.tolist(), med.tolist(), sd.tolist(), strict=True):
+            if counts[g] >= _MIN_FLEET:
+                self.priors[keys[g]] = (m, max(s, _PRIOR_MIN_CV * m, _PRIOR_MIN_SD))
+        return self.priors
+
+    def compute(
+        self, slots: Sequence[GwSlot], now: datetime, away: AwayProvider | None = None, quantiles: Sequence[float] = ()
+    ) -> tuple[list[tuple[str, str]], ForecastArrays]:
+        """Forecast the given slots from their stored readings since the last refill; nothing is written."""
         keys = [(s.device_id, s.slot_id) for s in slots]
-        width = max((min(len(series.get(k, [])), _MAX_READINGS) for k in keys), default=1) or 1
-        t = np.full((len(keys), width), np.nan)
-        y = np.full((len(keys), width), np.nan)
-        for i, k in enumerate(keys):
-            points = series.get(k, [])[-_MAX_READINGS:]
-            if points:
-                t[i, : len(points)] = [p[0].timestamp() for p in points]
-                y[i, : len(points)] = [p[1] for p in points]
-        fa = forecast_batch(t, y, now.timestamp())
+        series = self.store.readings_since((s.device_id, s.slot_id, s.segment_start) for s in slots)
+        picked = []
+        for k in keys:  # per slot only the selection of readings; the maths runs once on the batch
+            points = series.get(k, [])
+            t = np.fromiter((p[0].timestamp() for p in points), np.float64, len(points))
+            y = np.fromiter((p[1] for p in points), np.float64, len(points))
+            idx = thin_readings(t, y)
+            picked.append((t[idx], y[idx]))
+        width = max((len(p[0]) for p in picked), default=1) or 1
+        t_a = np.full((len(keys), width), np.nan)
+        y_a = np.full((len(keys), width), np.nan)
+        for i, (t, y) in enumerate(picked):
+            t_a[i, : len(t)], y_a[i, : len(y)] = t, y
+        mu, sd = self._slot_priors(keys)
+        periods = self._away(keys, away)
+        fa = forecast_batch(t_a, y_a, now.timestamp(), away=periods, prior_rate=mu, prior_rate_sd=sd, quantiles=quantiles)
+        return keys, fa
+
+    def rows(self, keys: Sequence[tuple[str, str]], fa: ForecastArrays, now: datetime) -> list[GwForecast]:
+        """The forecasts as rows to store, each with the core's explanation."""
         rows = []
         for i, (device_id, slot_id) in enumerate(keys):
-            level = float(fa.level_now[i])
-            rate = float(fa.rate_per_day[i])
             p10, p50, p90 = (float(a[i]) for a in (fa.tte_p10_days, fa.tte_p50_days, fa.tte_p90_days))
             known = not math.isnan(p50)
             rows.append(
@@ -56,8 +146,8 @@ class Forecaster:
                     device_id=device_id,
                     slot_id=slot_id,
                     computed_at=now,
-                    level_now=level if known else None,
-                    rate_per_day=rate if known else None,
+                    level_now=float(fa.level_now[i]) if known else None,
+                    rate_per_day=float(fa.rate_per_day[i]) if known else None,
                     empty_p10=_when(now, p10) if known else None,
                     empty_p50=_when(now, p50) if known else None,
                     empty_p90=_when(now, p90) if known else None,
@@ -66,5 +156,33 @@ class Forecaster:
                     explanation=explain(fa, i),
                 )
             )
-        self.store.write_forecasts(rows, keys)
-        return len(rows)
+        return rows
+
+    def _slot_priors(self, keys: Sequence[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+        mu = np.full(len(keys), np.nan)
+        sd = np.full(len(keys), np.nan)
+        if not self.priors:
+            return mu, sd
+        models = {d.device_id: d.model for d in self.store.devices({k[0] for k in keys})}
+        for i, (device_id, slot_id) in enumerate(keys):
+            prior = self.priors.get((models.get(device_id) or "", slot_id))
+            if prior is not None:
+                mu[i], sd[i] = prior
+        return mu, sd
+
+    @staticmethod
+    def _away(keys: Sequence[tuple[str, str]], away: AwayProvider | None) -> list[list[tuple[float, float]]] | None:
+        if away is None:
+            return None
+        periods = away(sorted({k[0] for k in keys}))
+        out = [[(s.timestamp(), e.timestamp()) for s, e in periods.get(device_id, ()) if e > s] for device_id, _ in keys]
+        return out if any(out) else None
+
+
+def away_from(calendar: Mapping[str, Iterable[tuple[datetime, datetime]]]) -> AwayProvider:
+    """An away provider over a fixed calendar (device id -> periods); for tests and benchmarks."""
+
+    def provider(device_ids: Sequence[str]) -> dict[str, list[tuple[datetime, datetime]]]:
+        return {d: list(calendar.get(d, ())) for d in device_ids}
+
+    return provider
