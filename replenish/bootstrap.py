@@ -114,8 +114,7 @@ class Service:
         target = self.mqtt_target = self._mqtt()
         self.forecaster = Forecaster(self.store)
         if self.ingest:
-            share = {"share_group": s.gateway_share_group} if getattr(s, "gateway_share_group", "") else {}
-            self.ingestor = Ingestor(self.store, self.clock, target, client_id=s.gateway_client_id, **share)
+            self.ingestor = Ingestor(self.store, self.clock, target, client_id=s.gateway_client_id, share_group=s.gateway_share_group or None)
             self.ingestor.start()
         if self.serve:
             self._start_serving(target)
