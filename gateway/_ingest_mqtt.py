@@ -100,10 +100,12 @@ def connect_packet(client_id: str, version: int, target: MqttTarget, keepalive: 
 
 
 def subscribe_packet(filters: Sequence[str], version: int, mid: int = 1) -> bytes:
-    """SUBSCRIBE every filter at QoS 1."""
+    """SUBSCRIBE every filter at QoS 1 (MQTT 5: retained messages only for a subscription that is new)."""
     body = struct.pack("!H", mid) + (b"\x00" if version == V5 else b"")
+    # Retain Handling 1: a reconnecting worker does not get every device's retained birth again.
+    options = b"\x11" if version == V5 else b"\x01"
     for f in filters:
-        body += _utf8(f) + b"\x01"
+        body += _utf8(f) + options
     return _frame(0x82, body)
 
 
