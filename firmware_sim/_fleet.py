@@ -119,7 +119,8 @@ class Fleet:
         self._due: list[tuple[float, str]] = [(n.device.t, i) for i, n in self.nodes.items()]
         heapq.heapify(self._due)
         self._real = getattr(clock, "real_seconds", lambda s: s)
-        self._farewell = {}
+        self._farewell: dict[str, int] = {}  # device id -> mid of its goodbye `offline` status
+        self._stopping = False
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -153,8 +154,6 @@ class Fleet:
         for node in self.nodes.values():
             node.client.disconnect()
 
-    _stopping = False
-    _farewell: dict[str, int]
 
     @property
     def connected(self) -> int:
