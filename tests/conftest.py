@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -116,3 +117,50 @@ def dynsec_broker() -> Iterator[DynsecBroker]:
         proc.wait(10)
         print(log.read_text()[-3000:])  # shown when the test failed
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def clear_retained(target: MqttTarget, topic_filter: str = "replenish/v1/devices/#", quiet_for: float = 1.0) -> int:
+    """Remove every retained message under a filter (an empty retained publish per topic); returns how many."""
+    seen: set[str] = set()
+    last = [time.monotonic()]
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="clear-" + uuid.uuid4().hex[:8], protocol=mqtt.MQTTv311)
+    if target.username:
+        client.username_pw_set(target.username, target.password)
+
+    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.retain and msg.payload:
+            seen.add(msg.topic)
+            last[0] = time.monotonic()
+
+    client.on_message = on_message
+    client.connect(target.host, target.port)
+    client.loop_start()
+    client.subscribe(topic_filter, qos=1)  # QoS 0 deliveries are dropped when the queue is long
+    while time.monotonic() - last[0] < quiet_for:
+        time.sleep(0.1)
+    for topic in seen:
+        client.publish(topic, b"", qos=1, retain=True)
+    client.publish("replenish/clear-retained/done", b"", qos=1).wait_for_publish(30)
+    client.disconnect()
+    client.loop_stop()
+    return len(seen)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_broker_without_leftovers() -> Iterator[None]:
+    """The machine's Mosquitto keeps retained messages across runs (persistence on): clear device topics before and after.
+
+    A gateway receives every retained birth on connecting; tens of thousands left by earlier runs
+    would make a test's own messages wait behind them.
+    """
+    target = MqttTarget.from_url(MQTT_URL)
+    try:
+        clear_retained(target)
+    except OSError:
+        if os.environ.get("REPLENISH_REQUIRE_INFRA") == "1":
+            raise  # CI: the machine's broker must be there
+    yield
+    try:
+        clear_retained(target)
+    except OSError:
+        pass  # reported by the tests that needed it

@@ -149,3 +149,23 @@ def test_ingest_survives_a_stream_of_generated_payloads(tmp_path: Path) -> None:
         ingestor.stop()
         broker.stop()
         engine.dispose()
+
+
+def test_fast_telemetry_check_is_never_more_lenient_than_the_schema() -> None:
+    from gateway._fastcheck import telemetry_surely_valid
+    from gateway._messages import validator
+
+    schema = validator("telemetry")
+    accepted = []
+
+    @settings(max_examples=1500, deadline=None)
+    @given(doc=st.one_of(telemetry_docs, json_values))
+    def check(doc: object) -> None:
+        doc = json.loads(json.dumps(doc))  # as a device's JSON would arrive
+        if telemetry_surely_valid(doc):
+            accepted.append(doc)
+            assert schema.is_valid(doc), doc
+
+    check()
+    good = {"v": 1, "device": DEVICE, "seq": 3, "ts": NOW.isoformat(), "levels": {"toner": 40, "waste": None, "x": "some"}, "events": [{"type": "replaced", "slot": "toner", "level": 100}]}
+    assert telemetry_surely_valid(good) and accepted, "the fast path must take ordinary messages"
