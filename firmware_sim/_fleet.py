@@ -233,6 +233,8 @@ class Fleet:
 
     def _advance(self) -> None:
         """Advance the devices whose next message is due; come back when the next one is."""
+        if self._stopping:
+            return
         now = self.clock.now()
         end = now.timestamp()
         for _ in range(BATCH):
@@ -264,6 +266,8 @@ class Fleet:
         # A model's own birth and online status are published by `_on_connect` on every connect.
 
     def _send(self, node: _Node, m: Message) -> None:
+        if self._stopping:  # nothing after the goodbye: a PUBLISH racing the DISCONNECT upsets amqtt
+            return
         if node.state != "up":
             node.pending.append(m)
             return
