@@ -107,10 +107,17 @@ def forecast_one(t, y, now, mu0, sd0):  # noqa: ANN001, ANN201, C901, PLR0915
     pp = 1 / max(sd0, 1e-6) ** 2 if np.isfinite(mu0) and np.isfinite(sd0) else 0.0
     if pd + pp == 0 or not len(y):
         return np.nan, np.nan, np.nan
-    rate = max((pd * (r_d if pd else 0.0) + pp * (mu0 if pp else 0.0)) / (pd + pp), 0.0)
+    rate = (pd * (r_d if pd else 0.0) + pp * (mu0 if pp else 0.0)) / (pd + pp)
     var_r = 1 / (pd + pp)
+    if pp and mu0 > 0 and (pd == 0 or r_d > 0):  # the prior is log-normal: combine log-rates
+        p0 = 1 / max(np.log1p((sd0 / mu0) ** 2), 1e-12)
+        pl = r_d**2 / max(v_d, 1e-12) if pd else 0.0
+        rate = np.exp((p0 * np.log(mu0) + (pl * np.log(r_d) if pd else 0.0)) / (p0 + pl))
+        var_r = rate**2 / (p0 + pl)
+    rate = max(rate, 0.0)
     if not reg:
         sig2, eta2 = 0.02 * rate, step**2 / 12
+    sig2 = max(sig2, 2.0 * step * rate)  # bursts as large as one step
     lvl = ys[-1] - rate * (x[-1] - xs[-1]) if reg else y[-1]
     if step > 0:
         lvl = np.clip(lvl, y.min() - step / 2, y.min() + step / 2)

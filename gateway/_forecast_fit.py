@@ -24,6 +24,7 @@ _MIN_POINTS = 3  # a line with an error estimate needs three points
 # exponential sizes. Used when the data cannot measure it, and as a prior worth _PRIOR_DOF increments.
 _EVENT_SIZE = 0.02
 _PRIOR_DOF = 3.0
+_STEP_BURSTS = 2.0  # bursts about one quantisation step in size, exponential: E[X^2]/E[X] = 2 x step
 _MAX_CV = 3.0  # beyond this relative sd a log-normal rate is meaningless: keep it normal
 _RATE_SD_FLOOR = 1e-6  # per day: keeps a noiseless line from having infinite precision
 
@@ -267,8 +268,27 @@ def fit_chunk(
         rate = (pd * np.nan_to_num(rate_d) + pp * np.nan_to_num(mu0)) / prec  # NaN when no evidence
         var_r = 1 / prec
         prior_w = pp / prec
+        # Households' rates spread log-normally (a heavy user uses several times the median), so
+        # a prior is combined in log space where it can: there a household at 5x the median is
+        # a couple of sd away, not ten, and its own readings win quickly. The data's log-rate
+        # has variance var_d / r^2 (delta method); rows whose data show no use keep the linear form.
+        lp = (pp > 0) & (mu0 > 0)
+        if lp.any():
+            ld = lp & (pd > 0) & (rate_d > 0)
+            s02 = np.log1p(np.square(sd0 / mu0))  # the log-normal prior with median mu0 and sd sd0
+            p0 = np.where(lp, 1 / np.maximum(s02, 1e-12), 0.0)
+            pdl = np.where(ld, np.square(rate_d) / np.maximum(var_d, _RATE_SD_FLOOR**2), 0.0)
+            precl = p0 + pdl
+            m = (p0 * np.log(np.where(lp, mu0, 1.0)) + pdl * np.log(np.where(ld, rate_d, 1.0))) / precl
+            use = lp & (ld | (pd == 0))
+            rate = np.where(use, np.exp(m), rate)
+            var_r = np.where(use, np.square(rate) / precl, var_r)  # so that sd(r)/r is the log-sd
+            prior_w = np.where(use, p0 / precl, prior_w)
         rate = np.maximum(rate, 0.0)
         sig2 = np.where(reg, sig2, _EVENT_SIZE * rate)
+        # A quantised level cannot show bursts smaller than its step: the use behind it may come
+        # in bursts that large, so its diffusion is at least that of bursts of one step.
+        sig2 = np.maximum(sig2, _STEP_BURSTS * step * rate)
         eta2 = np.where(reg, eta2, step * step / 12)
 
         # Level now: from the last fitted point (or reading), kept inside the last reading's band.

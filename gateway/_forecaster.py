@@ -30,10 +30,9 @@ _ID_CHUNK = 5000  # ids per IN (...) query: SQLite allows 32,766 bound variables
 _TEACH_PRIOR_WEIGHT = 0.2
 _TEACH_METHODS = frozenset(("level regression", "step-down regression"))
 _MIN_FLEET = 5  # slots per (model, slot) before their median and spread mean anything
-# Floor of the prior's sd, relative to its median: a household's rate is never known to better
-# than +-50 % from its neighbours' (the simulated fleet's spread of use is about +-80 %).
-_PRIOR_MIN_CV = 0.5
-_PRIOR_MIN_SD = 1e-4  # per day: floor for a group whose median rate is near zero
+# Floor of the prior's log-sd: a household's rate is never known to better than a factor of
+# e^0.5 = 1.65 from its neighbours' (the simulated fleet's households spread by about e^0.7).
+_PRIOR_MIN_LOG_SD = 0.5
 
 
 def _when(now: datetime, days: float) -> datetime | None:
@@ -103,13 +102,18 @@ class Forecaster:
                 rates.append(f.rate_per_day)
                 groups.append(group)
         self.priors, self.priors_at = {}, now
-        if not rates:
+        r = np.array(rates)
+        g_all = np.array(groups)
+        use = r > 0  # households' rates spread log-normally: learn the median and spread of log-rates
+        if not use.any():
             return self.priors
-        gids, med, sd = population_prior(np.array(rates), np.array(groups))
-        counts = dict(zip(*np.unique(np.array(groups), return_counts=True), strict=True))
+        gids, med, sd = population_prior(np.log(r[use]), g_all[use])
+        counts = dict(zip(*np.unique(g_all[use], return_counts=True), strict=True))
         for g, m, s in zip(gids.tolist(), med.tolist(), sd.tolist(), strict=True):
             if counts[g] >= _MIN_FLEET:
-                self.priors[keys[g]] = (m, max(s, _PRIOR_MIN_CV * m, _PRIOR_MIN_SD))
+                # The core reads a prior as log-normal with median `rate` and log-sd sqrt(log(1 + (sd/rate)^2)).
+                s = max(s, _PRIOR_MIN_LOG_SD)
+                self.priors[keys[g]] = (math.exp(m), math.exp(m) * math.sqrt(math.expm1(s * s)))
         return self.priors
 
     def compute(
@@ -132,7 +136,12 @@ class Forecaster:
             t_a[i, : len(t)], y_a[i, : len(y)] = t, y
         mu, sd = self._slot_priors(keys)
         periods = self._away(keys, away)
-        fa = forecast_batch(t_a, y_a, now.timestamp(), away=periods, prior_rate=mu, prior_rate_sd=sd, quantiles=quantiles)
+        # A counted consumable (tablets, doses) moves in steps of one unit: tell the core, which
+        # only detects steps of 5 % and coarser.
+        step = np.array([1 / s.capacity if s.unit == "count" and s.capacity > 0 else np.nan for s in slots])
+        fa = forecast_batch(
+            t_a, y_a, now.timestamp(), step=step, away=periods, prior_rate=mu, prior_rate_sd=sd, quantiles=quantiles
+        )
         return keys, fa
 
     def rows(self, keys: Sequence[tuple[str, str]], fa: ForecastArrays, now: datetime) -> list[GwForecast]:

@@ -292,17 +292,27 @@ def test_cold_start_falls_back_to_the_prior():
     assert one(fa, 2)["method"] == "none" and np.isnan(fa.tte_p50_days[2])
 
 
-def test_prior_and_data_combine_by_precision():
+def test_prior_and_data_combine_by_precision_in_log_space():
     rng = np.random.default_rng(8)
     days = np.arange(10.0)
     t, y = (T0 + days * DAY)[None], (0.9 - 0.01 * days + rng.normal(0, 0.01, 10))[None]
     data = forecast_batch(t, y, T0 + 9 * DAY)
     mu, sd = 0.02, 0.004
     both = forecast_batch(t, y, T0 + 9 * DAY, prior_rate=np.array([mu]), prior_rate_sd=np.array([sd]))
-    pd, pp = data.rate_sd_per_day[0] ** -2, sd**-2
-    assert both.rate_per_day[0] == pytest.approx((pd * data.rate_per_day[0] + pp * mu) / (pd + pp), rel=1e-6)
-    assert both.rate_sd_per_day[0] == pytest.approx((pd + pp) ** -0.5, rel=1e-6)
+    # Log-rates: the data's has variance (sd/r)^2, the log-normal prior's log(1 + (sd0/mu0)^2).
+    r, sd_d = data.rate_per_day[0], data.rate_sd_per_day[0]
+    pd, pp = (r / sd_d) ** 2, 1 / np.log1p((sd / mu) ** 2)
+    rate = np.exp((pd * np.log(r) + pp * np.log(mu)) / (pd + pp))
+    assert both.rate_per_day[0] == pytest.approx(rate, rel=1e-6)
+    assert both.rate_sd_per_day[0] == pytest.approx(rate * (pd + pp) ** -0.5, rel=1e-6)
     assert both.prior_weight[0] == pytest.approx(pp / (pd + pp), rel=1e-6)
+
+
+def test_a_heavy_user_escapes_the_fleet_prior_faster_in_log_space():
+    days = np.arange(8.0)
+    t, y = (T0 + days * DAY)[None], (0.9 - 0.05 * days)[None]  # five times the fleet's median
+    fa = forecast_batch(t + np.random.default_rng(1).normal(0, 3600, t.shape), y, T0 + 7 * DAY, prior_rate=[0.01], prior_rate_sd=[0.005])
+    assert fa.rate_per_day[0] > 0.04  # a normal prior with the same sd would hold it near 0.02
 
 
 def test_confidence_grows_with_data():
