@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) bench/forecast_speed.py
+	$(PY) bench/forecast_quality.py
 	$(PY) bench/ingest.py
 
 clean:
