@@ -1,59 +1,98 @@
-"""Bulk writes of one ingest batch: updates by key and inserts that ignore duplicates, fast on each backend.
+"""Raw SQL for one ingest batch, per backend: read device and slot state, write updates and readings.
 
-On PostgreSQL each write is one statement over `unnest()` of one array per column: a batch of
-thousands of rows costs one round trip and one short query text. SQLAlchemy's executemany would
-send (and psycopg re-parse) a multi-row VALUES of thousands of parameters, or one statement per
-row. On SQLite, in process, plain executemany is already cheap.
+The hot path bypasses SQLAlchemy's per-value type processing, which cost more than everything
+else in ingest (docs/benchmarks.md, "Ingest"). Datetimes are written in exactly the form the
+ORM's `UTCDateTime` writes them, so both paths read and compare the same rows:
+- PostgreSQL: each write is one statement over `json_array_elements()` of one JSON document,
+  so a batch costs one round trip, and the rows are encoded by the json module in C;
+- SQLite: `executemany`, in process, with naive UTC text timestamps.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from ._db import insert_ignore
-
-__all__ = ["insert_ignoring_duplicates", "update_by_key"]
+__all__ = ["BatchSql"]
 
 _PG = postgresql.dialect()
 
 
-def _arrays(table: sa.Table, cols: Sequence[str], rows: Sequence[dict[str, Any]]) -> tuple[str, list[list[Any]]]:
-    casts = ", ".join(f"%s::{table.c[c].type.compile(dialect=_PG)}[]" for c in cols)
-    return casts, [[r[c] for r in rows] for c in cols]
+class BatchSql:
+    """The statements of an ingest batch for one connection's backend."""
 
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.pg = conn.dialect.name == "postgresql"
 
-def update_by_key(conn: Connection, table: sa.Table, key: Sequence[str], rows: Sequence[dict[str, Any]], **fixed: Any) -> None:
-    """UPDATE each row's non-key columns (and the `fixed` values) where its key columns match."""
-    if not rows:
-        return
-    cols = list(rows[0])
-    sets = [c for c in cols if c not in key]
-    if conn.dialect.name == "postgresql":
-        casts, params = _arrays(table, cols, rows)
-        assign = ", ".join([f"{c} = u.{c}" for c in sets] + [f"{c} = %s" for c in fixed])
-        match = " AND ".join(f"t.{c} = u.{c}" for c in key)
-        sql = f"UPDATE {table.name} AS t SET {assign} FROM unnest({casts}) AS u({', '.join(cols)}) WHERE {match}"
-        conn.exec_driver_sql(sql, (*fixed.values(), *params))  # SET comes before FROM
-        return
-    # Bind names must differ from column names in an UPDATE's SET clause.
-    stmt = table.update().where(sa.and_(*(table.c[c] == sa.bindparam(f"k_{c}") for c in key)))
-    stmt = stmt.values({**{c: sa.bindparam(f"k_{c}") for c in sets}, **fixed})
-    conn.execute(stmt, [{f"k_{c}": r[c] for c in cols} for r in rows])
+    def to_db(self, value: datetime | None) -> str | None:
+        """A UTC datetime as the backend's column stores it (what `UTCDateTime` would write)."""
+        if value is None:
+            return None
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        if self.pg:
+            return value.isoformat()
+        return value.isoformat(sep=" ", timespec="microseconds")[:26]  # naive: without "+00:00"
 
+    def from_db(self, value: Any) -> datetime | None:
+        """A timestamp column's raw value as a UTC datetime."""
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
-def insert_ignoring_duplicates(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> int:
-    """INSERT the rows, skipping any that break a unique constraint; returns how many were inserted."""
-    if not rows:
-        return 0
-    if conn.dialect.name == "postgresql":
-        cols = list(rows[0])
-        casts, params = _arrays(table, cols, rows)
-        sql = f"INSERT INTO {table.name} ({', '.join(cols)}) SELECT * FROM unnest({casts}) ON CONFLICT DO NOTHING"
-        return int(conn.exec_driver_sql(sql, tuple(params)).rowcount)
-    stmt = insert_ignore(conn.dialect, table).returning(next(iter(table.primary_key.columns)))
-    return len(conn.execute(stmt, list(rows)).all())
+    def select_in(self, table: sa.Table, cols: Sequence[str], key: str, values: Sequence[str], lock: bool = False) -> list[tuple[Any, ...]]:
+        """Rows of `table` whose `key` is among `values`, ordered by it; `lock` takes row locks on PostgreSQL."""
+        if not values:
+            return []
+        names = ", ".join(cols)
+        if self.pg:
+            sql = f"SELECT {names} FROM {table.name} WHERE {key} IN (SELECT json_array_elements_text(%s::json)) ORDER BY {key}"
+            if lock:
+                sql += " FOR UPDATE"
+            return list(self.conn.exec_driver_sql(sql, (json.dumps(list(values)),)).fetchall())
+        marks = ", ".join("?" * len(values))
+        return list(self.conn.exec_driver_sql(f"SELECT {names} FROM {table.name} WHERE {key} IN ({marks}) ORDER BY {key}", tuple(values)).fetchall())
+
+    def update(self, table: sa.Table, key: Sequence[str], cols: Sequence[str], rows: Sequence[tuple[Any, ...]], **fixed: Any) -> None:
+        """UPDATE `cols` (and the `fixed` values) of each row, matched on `key`; each row is key values then col values."""
+        if not rows:
+            return
+        if self.pg:
+            names = [*key, *cols]
+            typed = {c: f"(x->>{i})::{table.c[c].type.compile(dialect=_PG)}" for i, c in enumerate(names)}
+            assign = ", ".join([f"{c} = {typed[c]}" for c in cols] + [f"{c} = {self._literal(v)}" for c, v in fixed.items()])
+            match = " AND ".join(f"t.{c} = {typed[c]}" for c in key)
+            sql = f"UPDATE {table.name} AS t SET {assign} FROM json_array_elements(%s::json) AS x WHERE {match}"
+            self.conn.exec_driver_sql(sql, (json.dumps(rows),))
+            return
+        assign = ", ".join([f"{c} = ?" for c in cols] + [f"{c} = {self._literal(v)}" for c, v in fixed.items()])
+        match = " AND ".join(f"{c} = ?" for c in key)
+        n = len(key)
+        self.conn.exec_driver_sql(f"UPDATE {table.name} SET {assign} WHERE {match}", [(*r[n:], *r[:n]) for r in rows])
+
+    def insert_ignore(self, table: sa.Table, cols: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> int:
+        """INSERT the rows, skipping those that break a unique constraint; returns how many went in."""
+        if not rows:
+            return 0
+        names = ", ".join(cols)
+        if self.pg:
+            typed = ", ".join(f"(x->>{i})::{table.c[c].type.compile(dialect=_PG)}" for i, c in enumerate(cols))
+            sql = f"INSERT INTO {table.name} ({names}) SELECT {typed} FROM json_array_elements(%s::json) AS x ON CONFLICT DO NOTHING"
+            return int(self.conn.exec_driver_sql(sql, (json.dumps(rows),)).rowcount)
+        marks = ", ".join("?" * len(cols))
+        return int(self.conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING", list(rows)).rowcount)
+
+    @staticmethod
+    def _literal(value: Any) -> str:
+        if isinstance(value, bool):
+            return "TRUE" if value else "FALSE"
+        raise TypeError(f"only booleans are written as literals, got {value!r}")

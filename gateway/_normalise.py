@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from ._messages import SlotSpec
 
-__all__ = ["REFILL_JUMP", "SKEW_TOLERANCE_S", "corrected_time", "estimate_clock_offset", "is_refill", "normalise_level"]
+__all__ = ["REFILL_JUMP", "SKEW_TOLERANCE_S", "corrected_time", "estimate_clock_offset", "is_refill", "normalise_level", "relaxed_clock_offset"]
 
 # A rise of at least a fifth of capacity is a refill: quantisation flicker (10 % steps)
 # and sensor noise (a few %) stay below it.
@@ -40,12 +40,16 @@ MAX_BUFFER_S = 7 * 86400.0  # devices keep at most a week of unsent telemetry (d
 _SKEW_RELAX = 0.01  # seconds of upward relaxation per second elapsed (36 s an hour)
 
 
+def relaxed_clock_offset(previous: float, previous_at: datetime, at: datetime) -> float:
+    """What an estimate becomes by `at` when no message binds it."""
+    return previous + _SKEW_RELAX * max((at - previous_at).total_seconds(), 0.0)
+
+
 def estimate_clock_offset(previous: float | None, previous_at: datetime | None, observed: float, at: datetime) -> float:
     """New estimate of (gateway time - device time) in seconds, from one message's observed delay."""
     if previous is None or previous_at is None or observed > MAX_BUFFER_S:
         return observed
-    relaxed = previous + _SKEW_RELAX * max((at - previous_at).total_seconds(), 0.0)
-    return min(observed, relaxed)
+    return min(observed, relaxed_clock_offset(previous, previous_at, at))
 
 
 def corrected_time(device_ts: datetime, offset: float | None, received_at: datetime) -> datetime:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,10 +12,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from ._db import insert_ignore
-from ._ingest_sql import insert_ignoring_duplicates, update_by_key
+from ._ingest_sql import BatchSql
 from ._messages import Birth, SlotSpec, Telemetry
 from ._models import GwDeadLetter, GwDevice, GwForecast, GwReading, GwSlot
-from ._normalise import corrected_time, estimate_clock_offset, is_refill, normalise_level
+from ._normalise import corrected_time, estimate_clock_offset, is_refill, normalise_level, relaxed_clock_offset
 
 __all__ = ["GatewayStore", "IngestCounts", "TelemetryIn"]
 
@@ -41,6 +40,69 @@ class IngestCounts:
     not_consented: int = 0
     unknown: int = 0  # sentinel or missing values
     rejected: int = 0
+
+
+_DEV: sa.Table = GwDevice.__table__  # type: ignore[attr-defined]
+_SLOT: sa.Table = GwSlot.__table__  # type: ignore[attr-defined]
+_READING: sa.Table = GwReading.__table__  # type: ignore[attr-defined]
+_DEV_COLS = ("device_id", "store_readings", "last_seen_at", "clock_offset_s", "clock_offset_at")
+_SLOT_COLS = ("device_id", "slot_id", "consumable", "unit", "capacity", "fills_up", "level", "level_at", "segment_start")
+_READING_COLS = ("device_id", "slot_id", "seq", "ts", "device_ts", "level", "received_at")
+# A device row is rewritten when it is seen after this long, or when its clock estimate moves by
+# more than a second; in between, the stored (offset, time) relaxes to the same estimate.
+_SEEN_EVERY_S = 60.0
+_OFFSET_SLACK_S = 1.0
+
+
+class _DeviceState:
+    """One device's row during a batch: when it was seen, and its learnt clock offset."""
+
+    __slots__ = ("changed", "clock_offset_at", "clock_offset_s", "device_id", "last_seen_at", "store_readings")
+
+    def __init__(self, device_id: str, store_readings: bool, last_seen_at: datetime | None, offset: float | None, offset_at: datetime | None) -> None:
+        self.device_id, self.store_readings, self.last_seen_at = device_id, bool(store_readings), last_seen_at
+        self.clock_offset_s, self.clock_offset_at = offset, offset_at
+        self.changed = False
+
+    def observe(self, device_ts: datetime, received_at: datetime) -> datetime:
+        """Learn from one message; returns its time on the gateway's clock."""
+        observed = (received_at - device_ts).total_seconds()
+        previous, previous_at = self.clock_offset_s, self.clock_offset_at
+        estimate = estimate_clock_offset(previous, previous_at, observed, received_at)
+        # Unbound by this message, the stored pair already relaxes to the same estimate later on.
+        if previous is None or previous_at is None or abs(estimate - relaxed_clock_offset(previous, previous_at, received_at)) > _OFFSET_SLACK_S:
+            self.clock_offset_s, self.clock_offset_at, self.changed = estimate, received_at, True
+        if self.last_seen_at is None or (received_at - self.last_seen_at).total_seconds() >= _SEEN_EVERY_S:
+            self.last_seen_at, self.changed = received_at, True
+        return corrected_time(device_ts, estimate, received_at)
+
+    def row(self, sql: BatchSql) -> tuple[Any, ...]:
+        """Key then the columns after `store_readings`, as the backend stores them."""
+        return (self.device_id, sql.to_db(self.last_seen_at), self.clock_offset_s, sql.to_db(self.clock_offset_at))
+
+
+class _SlotState:
+    """One slot's row during a batch: the last level and the start of its segment (the last refill)."""
+
+    __slots__ = ("device_id", "dirty", "level", "level_at", "segment_start", "slot_id", "spec")
+
+    def __init__(self, r: tuple[Any, ...], sql: BatchSql) -> None:
+        self.device_id, self.slot_id = r[0], r[1]
+        self.spec = SlotSpec(r[1], r[2], r[3], r[4], bool(r[5]))
+        self.level, self.level_at, self.segment_start = r[6], sql.from_db(r[7]), sql.from_db(r[8])
+        self.dirty = False
+
+    def observe(self, level: float, ts: datetime, replaced: bool) -> None:
+        """A new reading: a refill starts a segment; the latest reading (by time) is the level."""
+        if (replaced or is_refill(self.level, self.level_at, level, ts)) and (self.segment_start is None or ts > self.segment_start):
+            self.segment_start = ts
+        if self.level_at is None or ts >= self.level_at:
+            self.level, self.level_at = level, ts
+        self.dirty = True
+
+    def row(self, sql: BatchSql) -> tuple[Any, ...]:
+        """Key then level, level_at, segment_start, as the backend stores them."""
+        return (self.device_id, self.slot_id, self.level, sql.to_db(self.level_at), sql.to_db(self.segment_start))
 
 
 class GatewayStore:
@@ -109,85 +171,38 @@ class GatewayStore:
         if not batch:
             return counts
         device_ids = sorted({m.device_id for m in batch})
-        rows: list[dict[str, Any]] = []
-        dev_t, slot_t = GwDevice.__table__, GwSlot.__table__  # type: ignore[attr-defined]
         with self.engine.begin() as conn:
-            # Plain records instead of ORM objects: building thousands of SQLModel instances per
-            # batch cost more than everything else in ingest (docs/benchmarks.md, "Ingest").
-            q = sa.select(dev_t.c.device_id, dev_t.c.store_readings, dev_t.c.last_seen_at, dev_t.c.clock_offset_s, dev_t.c.clock_offset_at)
-            q = q.where(dev_t.c.device_id.in_(device_ids)).order_by(dev_t.c.device_id)
-            if conn.dialect.name == "postgresql":
-                # Workers on a shared subscription get one device's messages in turn: lock its row
-                # (in id order, so two batches cannot deadlock) so the second batch builds on the
-                # first one's slot levels and clock offset instead of overwriting them.
-                q = q.with_for_update()
-            devices = {r.device_id: SimpleNamespace(**r._mapping) for r in conn.execute(q)}
-            slots = {
-                (r.device_id, r.slot_id): SimpleNamespace(**{**r._mapping, "dirty": False})  # dirty: touched by this batch
-                for r in conn.execute(sa.select(slot_t).where(slot_t.c.device_id.in_(device_ids)).order_by(slot_t.c.device_id, slot_t.c.slot_id))
-            }
+            sql = BatchSql(conn)
+            # Workers on a shared subscription get one device's messages in turn: the device rows
+            # are locked (in id order, so two batches cannot deadlock) so that the second batch
+            # builds on the first one's slot levels and clock offset instead of overwriting them.
+            devices = {r[0]: _DeviceState(r[0], r[1], sql.from_db(r[2]), r[3], sql.from_db(r[4])) for r in sql.select_in(_DEV, _DEV_COLS, "device_id", device_ids, lock=True)}
+            slots = {(r[0], r[1]): _SlotState(r, sql) for r in sql.select_in(_SLOT, _SLOT_COLS, "device_id", device_ids)}
+            readings: list[tuple[Any, ...]] = []
             for msg in sorted(batch, key=lambda m: m.telemetry.ts):
                 device = devices.get(msg.device_id)
                 if device is None or not device.store_readings:
                     counts.not_consented += 1
                     continue
-                device.last_seen_at = max(filter(None, (device.last_seen_at, msg.received_at)))
                 device_ts = msg.telemetry.ts
-                observed = (msg.received_at - device_ts).total_seconds()
-                device.clock_offset_s = estimate_clock_offset(device.clock_offset_s, device.clock_offset_at, observed, msg.received_at)
-                device.clock_offset_at = msg.received_at
-                ts = corrected_time(device_ts, device.clock_offset_s, msg.received_at)
-                replaced = {e.slot_id: e for e in msg.telemetry.events if e.kind == "replaced"}
+                ts = device.observe(device_ts, msg.received_at)
+                replaced = {e.slot_id for e in msg.telemetry.events if e.kind == "replaced"}
+                ts_db, device_ts_db, received_db = sql.to_db(ts), sql.to_db(device_ts), sql.to_db(msg.received_at)
                 for slot_id, raw in msg.telemetry.levels.items():
                     slot = slots.get((msg.device_id, slot_id))
                     if slot is None:
                         counts.rejected += 1
                         continue
-                    spec = SlotSpec(slot.slot_id, slot.consumable, slot.unit, slot.capacity, slot.fills_up)  # type: ignore[arg-type]
-                    level = normalise_level(raw, spec)
+                    level = normalise_level(raw, slot.spec)
                     if level is None:
                         counts.unknown += 1
                         continue
-                    if slot_id in replaced or is_refill(slot.level, slot.level_at, level, ts):
-                        if slot.segment_start is None or ts > slot.segment_start:
-                            slot.segment_start = ts
-                    if slot.level_at is None or ts >= slot.level_at:
-                        slot.level, slot.level_at = level, ts
-                    slot.dirty = True
-                    rows.append(
-                        {
-                            "device_id": msg.device_id,
-                            "slot_id": slot_id,
-                            "seq": msg.telemetry.seq,
-                            "ts": ts,
-                            "device_ts": device_ts,
-                            "level": level,
-                            "received_at": msg.received_at,
-                        }
-                    )
-            update_by_key(
-                conn,
-                dev_t,
-                ["device_id"],
-                [
-                    {"device_id": d.device_id, "last_seen_at": d.last_seen_at, "clock_offset_s": d.clock_offset_s, "clock_offset_at": d.clock_offset_at}
-                    for d in devices.values()
-                    if d.store_readings
-                ],
-            )
-            update_by_key(
-                conn,
-                slot_t,
-                ["device_id", "slot_id"],
-                [
-                    {"device_id": sl.device_id, "slot_id": sl.slot_id, "level": sl.level, "level_at": sl.level_at, "segment_start": sl.segment_start}
-                    for sl in slots.values()
-                    if sl.dirty
-                ],
-                dirty=True,
-            )
-            inserted = insert_ignoring_duplicates(conn, GwReading.__table__, rows)  # type: ignore[attr-defined]
-            counts.stored, counts.duplicates = inserted, len(rows) - inserted
+                    slot.observe(level, ts, slot_id in replaced)
+                    readings.append((msg.device_id, slot_id, msg.telemetry.seq, ts_db, device_ts_db, level, received_db))
+            sql.update(_DEV, ["device_id"], _DEV_COLS[2:], [d.row(sql) for d in devices.values() if d.changed])
+            sql.update(_SLOT, ["device_id", "slot_id"], ["level", "level_at", "segment_start"], [sl.row(sql) for sl in slots.values() if sl.dirty], dirty=True)
+            inserted = sql.insert_ignore(_READING, _READING_COLS, readings)
+            counts.stored, counts.duplicates = inserted, len(readings) - inserted
         return counts
 
     def dirty_slots(self, limit: int) -> list[GwSlot]:
