@@ -55,6 +55,7 @@ def telemetry_surely_valid(doc: Any) -> bool:
     for e in events:
         if type(e) is not dict or not _short(e.get("type"), 32) or not _short(e.get("slot"), 32):
             return False
-        if "level" in e and e["level"] is not None and not _number(e["level"]):
+        level = e.get("level")
+        if level is not None and not (type(level) is str and level in _SENTINELS) and not (_number(level) and level >= 0):
             return False
     return True

@@ -205,7 +205,7 @@ def parse_telemetry(payload: bytes, device_id: str | None = None) -> Telemetry:
             LevelEvent(
                 _str(raw, "type", 32),
                 _str(raw, "slot", 32),
-                None if level is None else _number(level, "event level"),
+                None if level is None or level in SENTINELS else _number(level, "event level"),
             )
         )
     return Telemetry(seq, _timestamp(doc.get("ts")), parsed, tuple(events))
