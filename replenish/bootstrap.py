@@ -114,7 +114,14 @@ class Service:
         target = self.mqtt_target = self._mqtt()
         self.forecaster = Forecaster(self.store)
         if self.ingest:
-            self.ingestor = Ingestor(self.store, self.clock, target, client_id=s.gateway_client_id, share_group=s.gateway_share_group or None)
+            self.ingestor = Ingestor(
+                self.store,
+                self.clock,
+                target,
+                client_id=s.gateway_client_id,
+                share_group=s.gateway_share_group or None,
+                mqtt_version=4 if self.broker is not None else None,  # amqtt speaks 3.1.1 only: no MQTT 5 attempt
+            )
             self.ingestor.start()
         if self.serve:
             self._start_serving(target)
