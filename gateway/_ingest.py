@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import queue
 import re
 import threading
 import time
 from collections import Counter
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -26,6 +28,7 @@ _RETRY_PAUSE = 1.0  # seconds between attempts when the database refuses a batch
 _BIRTH_TRIES = 3  # two workers may create the same device at once; the loser finds it on its next try
 _SHARE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _OUTCOMES = ("stored", "duplicates", "not_consented", "unknown", "rejected")
+_Op = tuple[str, Delivery, Any]  # ("telemetry" | "birth" | "status" | "reject", delivery, what to store)
 
 
 def subscriptions(share_group: str | None) -> tuple[str, ...]:
@@ -62,8 +65,12 @@ class Ingestor:
         self.batch_wait = batch_wait
         self.share_group = share_group or None
         self._stop = threading.Event()
-        self._worker: threading.Thread | None = None
-        self._in_hand = 0
+        self._threads: list[threading.Thread] = []
+        # Two stages: one thread parses a batch while the other stores and acknowledges the one
+        # before; the database's time (in C, or waiting on the server) overlaps with the parsing.
+        self._parsed: queue.Queue[tuple[list[Delivery], list[_Op]] | None] = queue.Queue(maxsize=2)
+        self._in_hand = 0  # taken from the connection, not yet acknowledged
+        self._count_lock = threading.Lock()
         # Acknowledging after commit keeps up to this many messages unacknowledged at the broker:
         # enough for one batch being stored while the next ones arrive (MQTT 5 Receive Maximum;
         # with 3.1.1 the broker's own limit applies, Mosquitto's max_inflight_messages).
@@ -83,14 +90,16 @@ class Ingestor:
                     "and the embedded broker speaks only MQTT 3.1.1"
                 ) from exc
             raise
-        self._worker = threading.Thread(target=self._run, name=f"ingest-{self.client_id}", daemon=True)
-        self._worker.start()
+        for name, target in (("parse", self._run), ("store", self._write)):
+            thread = threading.Thread(target=target, name=f"ingest-{name}-{self.client_id}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self) -> None:
         """Store and acknowledge what was received, then disconnect (the broker keeps the session)."""
         self._stop.set()
-        if self._worker:
-            self._worker.join(30)
+        for thread in self._threads:
+            thread.join(30)
         self._conn.close()
 
     @property
@@ -104,59 +113,82 @@ class Ingestor:
         return self._conn.version
 
     def _run(self) -> None:
+        """Stage 1: take batches off the connection and parse them."""
         while True:
             stopping = self._stop.is_set()
             # On stop, one last pass takes everything queued; later arrivals stay unacknowledged
             # and the broker redelivers them to the next worker on this session.
             batch = self._conn.take(1 << 30, 0, 0) if stopping else self._conn.take(self.batch_size, self.batch_wait, 0.2)
-            self._in_hand = len(batch)
             if batch:
-                self._commit(batch)
-            self._in_hand = 0
+                with self._count_lock:
+                    self._in_hand += len(batch)
+                self._parsed.put((batch, self._parse(batch)))
             if stopping:
+                self._parsed.put(None)
                 return
 
-    def _commit(self, batch: list[Delivery]) -> None:
-        while True:
-            try:
-                self._handle(batch)
-                break
-            except Exception:  # noqa: BLE001 - the database is away; keep the batch and retry
-                log.exception("storing a batch of %d messages failed; retrying", len(batch))
-                time.sleep(_RETRY_PAUSE)
-        self._conn.ack(batch)  # only now: a crash before this line loses nothing, the broker redelivers
+    def _write(self) -> None:
+        """Stage 2: store each parsed batch in order, then acknowledge it."""
+        while (job := self._parsed.get()) is not None:
+            batch, ops = job
+            started = time.perf_counter()
+            while True:
+                try:
+                    self._store(ops)
+                    break
+                except Exception:  # noqa: BLE001 - the database is away; keep the batch and retry
+                    log.exception("storing a batch of %d messages failed; retrying", len(batch))
+                    time.sleep(_RETRY_PAUSE)
+            self._conn.ack(batch)  # only now: a crash before this line loses nothing, the broker redelivers
+            INGEST_LATENCY.observe(time.perf_counter() - started)
+            with self._count_lock:
+                self._in_hand -= len(batch)
 
     def _reject(self, item: Delivery, reason: str, detail: str) -> None:
         REJECTED.labels(reason).inc()
         log.warning("rejected message on %s: %s (%s)", item.topic, reason, detail)
         self.store.dead_letter(item.topic, item.payload, reason, detail, item.received_at)
 
-    def _handle(self, batch: list[Delivery]) -> None:
-        started = time.perf_counter()
-        telemetry: list[TelemetryIn] = []
+    def _parse(self, batch: list[Delivery]) -> list[_Op]:
+        """Each delivery as what to store, or why it is rejected; no database work."""
+        ops: list[_Op] = []
         kinds: Counter[str] = Counter()
         for item in batch:
             topic = parse_topic(item.topic)
             if topic is None:
-                self._reject(item, "bad_topic", "not a protocol v1 device topic")
+                ops.append(("reject", item, ("bad_topic", "not a protocol v1 device topic")))
                 continue
             kinds[topic.suffix] += 1
             try:
                 if topic.suffix == "telemetry":
-                    telemetry.append(TelemetryIn(topic.device_id, parse_telemetry(item.payload, topic.device_id), item.received_at))
-                    continue
-                self._flush(telemetry)  # keep each device's messages in arrival order
-                if topic.suffix == "birth":
+                    ops.append(("telemetry", item, TelemetryIn(topic.device_id, parse_telemetry(item.payload, topic.device_id), item.received_at)))
+                elif topic.suffix == "birth":
                     if item.payload:  # an empty retained payload clears a birth; nothing to store
-                        self._birth(topic.device_id, parse_birth(item.payload, topic.device_id), item)
+                        ops.append(("birth", item, (topic.device_id, parse_birth(item.payload, topic.device_id))))
                 elif topic.suffix == "status":
-                    self.store.record_status(topic.device_id, parse_status(item.payload, topic.device_id), item.received_at)
+                    ops.append(("status", item, (topic.device_id, parse_status(item.payload, topic.device_id))))
             except InvalidMessage as exc:
-                self._reject(item, exc.reason, str(exc))
-        self._flush(telemetry)
+                ops.append(("reject", item, (exc.reason, str(exc))))
         for kind, n in kinds.items():
             MESSAGES.labels(kind).inc(n)
-        INGEST_LATENCY.observe(time.perf_counter() - started)
+        return ops
+
+    def _store(self, ops: list[_Op]) -> None:
+        """Apply parsed messages in arrival order; consecutive telemetry is stored as one batch."""
+        telemetry: list[TelemetryIn] = []
+        for kind, item, value in ops:
+            if kind == "telemetry":
+                telemetry.append(value)  # type: ignore[arg-type]
+                continue
+            self._flush(telemetry)  # keep each device's messages in arrival order
+            if kind == "birth":
+                self._birth(*value, item)  # type: ignore[misc]
+            elif kind == "status":
+                device_id, online = value  # type: ignore[misc]
+                self.store.record_status(device_id, online, item.received_at)
+            else:
+                self._reject(item, *value)  # type: ignore[misc]
+        self._flush(telemetry)
 
     def _birth(self, device_id: str, birth: Birth, item: Delivery) -> None:
         # Every worker receives every (retained) birth, so two may insert the same new device at
