@@ -5,7 +5,7 @@ from ._clock import AcceleratedClock, Clock, ManualClock, WallClock
 from ._db import UTCDateTime, insert_ignore, make_engine, normalise_db_url
 from ._dynsec import DynsecError, MosquittoDynsec
 from ._embedded_auth import EmbeddedAccess
-from ._forecast import ForecastArrays, forecast_batch
+from ._forecast import MEASURED_METHODS, ForecastArrays, forecast_batch
 from ._forecaster import Forecaster
 from ._ingest import Ingestor
 from ._messages import (
@@ -26,6 +26,7 @@ from ._store import GatewayStore, IngestCounts, TelemetryIn
 from ._topics import PREFIX, parse_topic, topic_for, valid_device_id
 
 __all__ = [
+    "MEASURED_METHODS",
     "PREFIX",
     "PROTOCOL_VERSION",
     "SERVICE_USERNAME",

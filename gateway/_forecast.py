@@ -15,7 +15,10 @@ import numpy as np
 
 from ._forecast_fit import DAY, METHODS, fit_chunk, normalise_away
 
-__all__ = ["ForecastArrays", "explain", "forecast_batch", "population_prior"]
+__all__ = ["MEASURED_METHODS", "ForecastArrays", "explain", "forecast_batch", "population_prior"]
+
+# Methods whose rate rests on a level that moved; the others bound it or borrow the fleet's prior.
+MEASURED_METHODS: frozenset[str] = frozenset(METHODS[i] for i in (2, 3))  # level and step-down regression
 
 # Rows per pass: the fastest measured here (1M x 60 readings: 2048-8192 all within ~5 %); it
 # bounds the temporaries to a few MiB whatever the fleet size.

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from ._forecast import ForecastArrays, explain, forecast_batch, population_prior
+from ._forecast import MEASURED_METHODS, ForecastArrays, explain, forecast_batch, population_prior
 from ._models import GwForecast, GwSlot
 from ._store import GatewayStore
 
@@ -28,7 +28,7 @@ _ID_CHUNK = 5000  # ids per IN (...) query: SQLite allows 32,766 bound variables
 # A forecast teaches the fleet's prior only when its own readings carry it: a regression whose
 # rate owes less than this share of its precision to a prior (no echo of the prior back into it).
 _TEACH_PRIOR_WEIGHT = 0.2
-_TEACH_METHODS = frozenset(("level regression", "step-down regression"))
+_TEACH_METHODS = MEASURED_METHODS
 _MIN_FLEET = 5  # slots per (model, slot) before their median and spread mean anything
 # Floor of the prior's log-sd: a household's rate is never known to better than a factor of
 # e^0.5 = 1.65 from its neighbours' (the simulated fleet's households spread by about e^0.7).
@@ -80,7 +80,12 @@ class Forecaster:
         if not slots:
             return 0
         keys, fa = self.compute(slots, now, away)
-        self.store.write_forecasts(self.rows(keys, fa, now), keys)
+        rows = self.rows(keys, fa, now)
+        for row, slot in zip(rows, slots, strict=True):
+            # Which segment (since which refill) the forecast describes: a reader can tell a
+            # forecast made before the latest refill from one made after it.
+            row.explanation["segment_start"] = slot.segment_start.isoformat() if slot.segment_start else None
+        self.store.write_forecasts(rows, keys)
         return len(keys)
 
     def learn_priors(self, now: datetime) -> dict[tuple[str, str], Prior]:

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from gateway import DeviceNotifier, GatewayStore, parse_rfc3339
+from gateway import MEASURED_METHODS, DeviceNotifier, GatewayStore, parse_rfc3339
 
 from ._households import Households
 from ._models import Fulfiller, Household, Order, OrderEvent, OutboxMessage, Product, SlotSetting
@@ -109,6 +109,11 @@ class Orders:
                 continue  # the device changed hands; its old settings do not order
             fulfiller = fulfillers[product.fulfiller_id]
             fc = forecasts.get(key)
+            segment = segments.get(key)
+            if fc is not None and fc.explanation.get("segment_start", "") != (segment.isoformat() if segment else None):
+                # A refill arrived after this forecast was made (a delivery just installed): its
+                # low level is history, and acting on it would send a second parcel for one need.
+                fc = None
             situation = SlotSituation(
                 device_id=setting.device_id,
                 slot_id=setting.slot_id,
@@ -120,6 +125,8 @@ class Orders:
                 empty_p90=fc.empty_p90 if fc else None,
                 level_now=fc.level_now if fc else None,
                 readings_used=fc.n_used if fc else 0,
+                use_seen=bool(fc) and fc.explanation.get("method") in MEASURED_METHODS,  # type: ignore[union-attr]
+                step=float(fc.explanation.get("step") or 0.0) if fc else 0.0,
                 lead_time=timedelta(days=fulfiller.lead_time_days),
                 cancel_window=self.cancel_window,
                 order_cost_cents=product.unit_price_cents * setting.quantity,
@@ -132,7 +139,6 @@ class Orders:
                 notified.append(f"{setting.device_id}/{setting.slot_id}")
                 log.info("notify-only slot %s/%s: %s", setting.device_id, setting.slot_id, decision.reason)
             elif decision.action == "order":
-                segment = segments.get(key)
                 order = self._place(now, setting, product, household, fulfiller, decision, segment, fc.explanation if fc else {})
                 if order is not None:
                     placed.append(order.id)

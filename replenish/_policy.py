@@ -41,6 +41,8 @@ class SlotSituation:
     spent_this_month_cents: int
     monthly_budget_cents: int
     currency: str = "EUR"
+    use_seen: bool = True  # the forecast rests on a level that moved, not only on a bound or a prior
+    step: float = 0.0  # the slot's quantisation step as a fraction of capacity (0: unquantised)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,11 @@ def decide(s: SlotSituation, now: datetime, review_every: timedelta) -> Decision
         return Decision("wait", "no forecast of running out yet")
     if s.readings_used < MIN_READINGS and (s.level_now is None or s.level_now > LOW_LEVEL):
         return Decision("wait", f"only {s.readings_used} readings since the last refill; too few to act on")
+    # A level that has not moved since the refill bounds the use (at most one hidden step), it does
+    # not measure it: a full cartridge would be reordered on a worst case. No surprise parcels
+    # (SPEC 2): such a slot waits until it is on its last step or low.
+    if not s.use_seen and (s.level_now is None or s.level_now > max(s.step, LOW_LEVEL) + 1e-9):
+        return Decision("wait", "no use seen since the last refill: the level has not moved yet")
     over_budget = s.spent_this_month_cents + s.order_cost_cents > s.monthly_budget_cents
     needs_approval = s.mode == "approve" or over_budget
     hold = APPROVAL_ALLOWANCE if needs_approval else s.cancel_window

@@ -47,6 +47,14 @@ def test_a_forecast_from_few_readings_only_counts_once_the_level_is_low() -> Non
     assert decide(_s(readings_used=3, level_now=0.05, empty_p10=NOW), NOW, DAY).action == "order"
 
 
+def test_a_level_that_never_moved_orders_only_on_its_last_step() -> None:
+    # A full cartridge reporting 100 % for days: the bound's worst case must not buy another one.
+    assert decide(_s(use_seen=False, step=0.25, level_now=1.0, empty_p10=NOW + 2 * DAY), NOW, DAY).action == "wait"
+    assert decide(_s(use_seen=False, step=0.0, level_now=0.6, empty_p10=NOW + 2 * DAY), NOW, DAY).action == "wait"
+    # On the last of four bars, the next step is empty: order in time.
+    assert decide(_s(use_seen=False, step=0.25, level_now=0.25, empty_p10=NOW + 2 * DAY), NOW, DAY).action == "order"
+
+
 def test_over_budget_and_approve_mode_wait_for_approval_and_notify_only_tells() -> None:
     assert decide(_s(spent_this_month_cents=4000), NOW, DAY).status == "awaiting_approval"
     assert decide(_s(mode="approve"), NOW, DAY).status == "awaiting_approval"
