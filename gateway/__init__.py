@@ -2,7 +2,7 @@
 
 from ._access import SERVICE_USERNAME, BrokerAccess, DeviceSecret, hash_secret, new_secret, verify_secret
 from ._clock import AcceleratedClock, Clock, ManualClock, WallClock
-from ._db import UTCDateTime, insert_ignore, make_engine, normalise_db_url
+from ._db import UTCDateTime, make_engine, normalise_db_url
 from ._dynsec import DynsecError, MosquittoDynsec
 from ._embedded_auth import EmbeddedAccess
 from ._forecast import MEASURED_METHODS, ForecastArrays, forecast_batch
@@ -62,7 +62,6 @@ __all__ = [
     "forecast_batch",
     "free_port",
     "hash_secret",
-    "insert_ignore",
     "make_engine",
     "new_client",
     "new_secret",

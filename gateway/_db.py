@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+
 from sqlalchemy.engine import Dialect, Engine
 
-__all__ = ["UTCDateTime", "insert_ignore", "make_engine", "normalise_db_url"]
+__all__ = ["UTCDateTime", "make_engine", "normalise_db_url"]
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -56,10 +56,3 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
-
-
-def insert_ignore(engine_or_dialect: Engine | Dialect, table: Any) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING for the engine's dialect."""
-    dialect = engine_or_dialect.dialect if isinstance(engine_or_dialect, Engine) else engine_or_dialect
-    module = postgresql if dialect.name == "postgresql" else sqlite
-    return module.insert(table).on_conflict_do_nothing()

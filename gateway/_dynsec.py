@@ -86,18 +86,15 @@ class MosquittoDynsec:
                 {"command": "deleteClient", "username": d.device_id},
                 {"command": "deleteRole", "rolename": role},
                 {"command": "createRole", "rolename": role, "acls": acls},
-                {"command": "createClient", "username": d.device_id, "password": d.password, "roles": [{"rolename": role}]},
+                # clientid: a device may connect only as itself, so it cannot take over (and end) the
+                # session of another client, such as a gateway worker's persistent one.
+                {"command": "createClient", "username": d.device_id, "clientid": d.device_id, "password": d.password, "roles": [{"rolename": role}]},
             ]
         self._run(commands)
 
     def revoke_device(self, device_id: str) -> None:
         """Delete a device's client (its connection is closed) and role."""
         self._run([{"command": "deleteClient", "username": device_id}, {"command": "deleteRole", "rolename": _device_role(device_id)}])
-
-    def list_clients(self) -> list[str]:
-        """Usernames the plugin knows."""
-        (response,) = self._run([{"command": "listClients", "verbose": False, "count": -1}])
-        return list(response.get("data", {}).get("clients", []))
 
     def _run(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Send commands in batches; returns their responses or raises on the first real error."""
@@ -120,7 +117,9 @@ class MosquittoDynsec:
             client.subscribe(f"{CONTROL}/response", qos=1)
             if not subscribed.wait(self.timeout):
                 raise DynsecError(f"no answer from Mosquitto's dynamic-security plugin at {self.admin.url}")
-            tagged = [{**cmd, "correlationData": str(i)} for i, cmd in enumerate(commands)]
+            # Every admin connection sees every response: a per-run prefix keeps concurrent runs apart.
+            run = uuid.uuid4().hex[:12]
+            tagged = [{**cmd, "correlationData": f"{run}-{i}"} for i, cmd in enumerate(commands)]
             for batch in _chunks(tagged, _BATCH):
                 client.publish(CONTROL, json.dumps({"commands": list(batch)}), qos=1)
                 wanted = {c["correlationData"] for c in batch}

@@ -102,6 +102,11 @@ class DeviceAuthPlugin(BaseAuthPlugin):
         if not access.authenticate(session.username, session.password):
             log.warning("embedded broker refused client %r (user %r): bad credentials", session.client_id, session.username)
             return False
+        if not access.is_service(session.username) and session.client_id != session.username:
+            # As in Mosquitto (dynamic security's clientid): a device connects only as itself, so it
+            # cannot take over another client's session, such as the gateway's persistent one.
+            log.warning("embedded broker refused device %r: client id %r is not its own", session.username, session.client_id)
+            return False
         if session.will_flag and not access.may(session.username, "publish", session.will_topic or ""):
             log.warning("embedded broker refused client %r: last will on a topic it may not publish", session.client_id)
             return False
@@ -128,13 +133,44 @@ class DeviceTopicPlugin(BaseTopicPlugin):
 
 
 class ScopedRetainBroker(Broker):
-    """amqtt's broker, with retained messages sent only where a client subscribed and may receive.
+    """amqtt's broker with two holes closed that tests/test_provisioning.py found in amqtt 0.12.
 
-    amqtt 0.12 replays retained messages to a (re)connecting client for every subscription in the
-    broker, its own or not, and without the topic ACL: device A would read B's retained `orders`
-    (found by tests/test_provisioning.py). Here a replay needs the client's own subscription to
-    the filter, and each retained topic passes the RECEIVE check like any live message.
+    - It replays retained messages to a (re)connecting client for every subscription in the
+      broker, its own or not, and without the topic ACL: device A would read B's retained
+      `orders`. Here a replay needs the client's own subscription to the filter, and each
+      retained topic passes the RECEIVE check like any live message.
+    - A CONNECT deletes (clean session) or takes over the existing session of its client id
+      before the password is checked, and even a refused client's session replaces it: anyone
+      reaching the port could erase the gateway's persistent session and the readings queued in
+      it. Here a refused client is answered and dropped before any session is touched.
     """
+
+    async def _handle_client_session(self, reader: Any, writer: Any, client_session: MqttSession, handler: Any, server: Any, listener_name: str) -> None:
+        if not await self._authenticate(client_session, self.listeners_config[listener_name]):
+            stranger = MqttSession()  # the CONNACK goes out on a session of its own, registered nowhere
+            stranger.client_id = client_session.client_id
+            handler.attach(stranger, reader, writer)
+            await handler.mqtt_connack_authorize(False)
+            await writer.close()
+            return
+        await super()._handle_client_session(reader, writer, client_session, handler, server, listener_name)
+
+    async def _initialize_client_session(self, reader: Any, writer: Any, remote_address: str, remote_port: int) -> Any:
+        doomed: list[str] = []
+        delete_now = self._delete_session
+
+        async def defer(client_id: str) -> None:
+            doomed.append(client_id)
+
+        self._delete_session = defer  # type: ignore[method-assign]
+        try:
+            handler, session = await super()._initialize_client_session(reader, writer, remote_address, remote_port)
+        finally:
+            self._delete_session = delete_now  # type: ignore[method-assign]
+        if doomed and await self._authenticate(session, None):  # type: ignore[arg-type]
+            for client_id in doomed:
+                await delete_now(client_id)
+        return handler, session
 
     async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int], session: MqttSession) -> None:
         topic_filter, qos = subscription

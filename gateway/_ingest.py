@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import re
@@ -17,6 +18,7 @@ from ._ingest_mqtt import V5, V311, Delivery, IngestConnection
 from ._messages import Birth, InvalidMessage, parse_birth, parse_status, parse_telemetry
 from ._metrics import INGEST_LATENCY, MESSAGES, READINGS, REJECTED
 from ._mqtt import MqttTarget
+from ._normalise import MAX_AHEAD
 from ._store import GatewayStore, TelemetryIn
 from ._topics import PREFIX, parse_topic
 
@@ -25,6 +27,9 @@ __all__ = ["Ingestor"]
 log = logging.getLogger(__name__)
 
 _RETRY_PAUSE = 1.0  # seconds between attempts when the database refuses a batch
+# After this many failed attempts a batch is stored message by message, so that one message the
+# database cannot take (not the database being away) is dead-lettered instead of stopping ingest.
+_ALONE_AFTER = 3
 _BIRTH_TRIES = 3  # two workers may create the same device at once; the loser finds it on its next try
 _SHARE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _OUTCOMES = ("stored", "duplicates", "not_consented", "unknown", "rejected")
@@ -132,12 +137,14 @@ class Ingestor:
         while (job := self._parsed.get()) is not None:
             batch, ops = job
             started = time.perf_counter()
-            while True:
+            for attempt in itertools.count(1):
                 try:
                     self._store(ops)
                     break
                 except Exception:  # noqa: BLE001 - the database is away; keep the batch and retry
-                    log.exception("storing a batch of %d messages failed; retrying", len(batch))
+                    log.exception("storing a batch of %d messages failed (attempt %d); retrying", len(batch), attempt)
+                    if attempt % _ALONE_AFTER == 0 and self._store_one_by_one(ops):
+                        break
                     time.sleep(_RETRY_PAUSE)
             self._conn.ack(batch)  # only now: a crash before this line loses nothing, the broker redelivers
             INGEST_LATENCY.observe(time.perf_counter() - started)
@@ -148,6 +155,18 @@ class Ingestor:
         REJECTED.labels(reason).inc()
         log.warning("rejected message on %s: %s (%s)", item.topic, reason, detail)
         self.store.dead_letter(item.topic, item.payload, reason, detail, item.received_at)
+
+    def _store_one_by_one(self, ops: list[_Op]) -> bool:
+        """Store each message alone, dead-lettering any that fails; False when even that cannot reach the database."""
+        for op in ops:
+            try:
+                self._store([op])
+            except Exception as exc:  # noqa: BLE001 - this message, not the database, is the problem
+                try:
+                    self._reject(op[1], "store_failed", f"{type(exc).__name__}: {exc}"[:400])
+                except Exception:  # noqa: BLE001 - the database itself is away: retry the batch later
+                    return False
+        return True
 
     def _parse(self, batch: list[Delivery]) -> list[_Op]:
         """Each delivery as what to store, or why it is rejected; no database work."""
@@ -161,7 +180,10 @@ class Ingestor:
             kinds[topic.suffix] += 1
             try:
                 if topic.suffix == "telemetry":
-                    ops.append(("telemetry", item, TelemetryIn(topic.device_id, parse_telemetry(item.payload, topic.device_id), item.received_at)))
+                    telemetry = parse_telemetry(item.payload, topic.device_id)
+                    if telemetry.ts - item.received_at > MAX_AHEAD:
+                        raise InvalidMessage("bad_timestamp", f"'ts' is {telemetry.ts - item.received_at} ahead of the gateway's clock (at most {MAX_AHEAD})")
+                    ops.append(("telemetry", item, TelemetryIn(topic.device_id, telemetry, item.received_at)))
                 elif topic.suffix == "birth":
                     if item.payload:  # an empty retained payload clears a birth; nothing to store
                         ops.append(("birth", item, (topic.device_id, parse_birth(item.payload, topic.device_id))))
@@ -169,6 +191,9 @@ class Ingestor:
                     ops.append(("status", item, (topic.device_id, parse_status(item.payload, topic.device_id))))
             except InvalidMessage as exc:
                 ops.append(("reject", item, (exc.reason, str(exc))))
+            except Exception as exc:  # noqa: BLE001 - a parser bug must cost one message, never the stream
+                log.exception("parsing a message on %s failed", item.topic)
+                ops.append(("reject", item, ("parse_error", f"{type(exc).__name__}: {exc}"[:400])))
         for kind, n in kinds.items():
             MESSAGES.labels(kind).inc(n)
         return ops

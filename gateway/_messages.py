@@ -162,7 +162,10 @@ def parse_rfc3339(value: str) -> datetime:
         raise ValueError(f"not RFC 3339: {value[:40]!r}") from None
     if ts.tzinfo is None:
         raise ValueError("must carry a UTC offset")
-    return ts.astimezone(UTC)
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 with an offset leaves datetime's range
+        raise ValueError(f"out of range: {value[:40]!r}") from None
 
 
 def _timestamp(value: Any) -> datetime:

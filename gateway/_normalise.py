@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from ._messages import SlotSpec
 
-__all__ = ["REFILL_JUMP", "SKEW_TOLERANCE_S", "corrected_time", "estimate_clock_offset", "is_refill", "normalise_level", "relaxed_clock_offset"]
+__all__ = ["MAX_AHEAD", "REFILL_JUMP", "SKEW_TOLERANCE_S", "corrected_time", "estimate_clock_offset", "is_refill", "normalise_level", "relaxed_clock_offset"]
 
 # A rise of at least a fifth of capacity is a refill: quantisation flicker (10 % steps)
 # and sensor noise (a few %) stay below it.
@@ -37,6 +37,9 @@ def is_refill(previous: float | None, previous_at: datetime | None, level: float
 # cannot be a late one, so its clock was reset (1970 after a reboot) and the estimate restarts.
 SKEW_TOLERANCE_S = 120.0  # below this the device's own time is kept: forecasts work in days
 MAX_BUFFER_S = 7 * 86400.0  # devices keep at most a week of unsent telemetry (docs/protocol.md)
+# A device clock further ahead than this is broken, not skewed: its messages are rejected
+# (bad_timestamp) rather than teaching the gateway an offset that would date every later reading.
+MAX_AHEAD = timedelta(days=7)
 _SKEW_RELAX = 0.01  # seconds of upward relaxation per second elapsed (36 s an hour)
 
 
@@ -60,5 +63,8 @@ def corrected_time(device_ts: datetime, offset: float | None, received_at: datet
     kept: a constant lag shifts a whole series, which leaves usage rates untouched.
     """
     if offset is not None and (offset < -SKEW_TOLERANCE_S or offset > MAX_BUFFER_S):
-        device_ts += timedelta(seconds=offset)
+        try:
+            device_ts += timedelta(seconds=offset)
+        except OverflowError:  # an offset learnt from a nonsense clock: keep the device's time
+            pass
     return min(device_ts, received_at)

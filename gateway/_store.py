@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from ._db import insert_ignore
 from ._ingest_sql import BatchSql
 from ._messages import Birth, SlotSpec, Telemetry
 from ._models import GwDeadLetter, GwDevice, GwForecast, GwReading, GwSlot

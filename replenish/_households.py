@@ -92,6 +92,8 @@ class Households:
             existing = s.get(Claim, device_id)
             if existing is not None and existing.household_id != household_id:
                 raise PermissionError(f"device {device_id} belongs to another household")
+            if existing is not None:
+                return  # already ours: a second submit of the form changes nothing
             s.add(Claim(device_id=device_id, household_id=household_id, claimed_at=self.clock.now()))
             s.commit()
 

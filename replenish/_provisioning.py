@@ -9,7 +9,7 @@ travels over MQTT.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -56,21 +56,21 @@ def _new_claim_code() -> str:
 class Provisioner:
     """Issues device credentials and claim codes, and installs the credentials in the broker."""
 
-    def __init__(self, engine: Engine, store: GatewayStore, access: BrokerAccess, clock: Clock, service_username: str) -> None:
+    def __init__(self, engine: Engine, store: GatewayStore, access: BrokerAccess, clock: Clock, reserved: Collection[str]) -> None:
         self.engine = engine
         self.store = store
         self.access = access
         self.clock = clock
-        self.service_username = service_username
+        self.reserved = frozenset(reserved)  # the broker's own accounts (service, admin): never a device
 
     def provision(self, device_ids: Sequence[str]) -> list[Provisioned]:
         """New credentials and claim codes for these devices (re-provisioning replaces both)."""
         ids = list(dict.fromkeys(device_ids))
         if not ids or len(ids) > _MAX_BATCH:
             raise ValueError(f"provision 1-{_MAX_BATCH} devices at a time")
-        bad = [d for d in ids if not valid_device_id(d) or d == self.service_username]
+        bad = [d for d in ids if not valid_device_id(d) or d in self.reserved]
         if bad:
-            raise ValueError(f"invalid device id(s): {', '.join(map(repr, bad[:5]))} (1-64 of [A-Za-z0-9_-], not the service account)")
+            raise ValueError(f"invalid device id(s): {', '.join(map(repr, bad[:5]))} (1-64 of [A-Za-z0-9_-], not the broker's own accounts)")
         issued = [Provisioned(d, new_secret(), _new_claim_code()) for d in ids]
         now = self.clock.now()
         for d in ids:
@@ -85,12 +85,6 @@ class Provisioner:
                 s.add(row)
             s.commit()
         return issued
-
-    def check_claim_code(self, device_id: str, claim_code: str) -> bool:
-        """Whether a typed claim code is the one printed on this device."""
-        with Session(self.engine) as s:
-            row = s.get(ProvisionedDevice, device_id)
-        return row is not None and verify_secret(normalise_claim_code(claim_code), row.claim_code_hash)
 
     def revoke(self, device_id: str) -> None:
         """Withdraw a device's credentials, e.g. when it is stolen or retired."""

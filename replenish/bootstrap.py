@@ -42,7 +42,7 @@ from ._provisioning import Provisioner
 from ._web import add_web
 from .settings import Settings
 
-__all__ = ["Service", "build_access", "build_clock", "service_username"]
+__all__ = ["Service", "build_access", "build_clock", "reserved_usernames"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,9 @@ class Service:
 
     def __post_init__(self) -> None:
         s = self.settings
+        if not (self.ingest and self.serve) and not s.mqtt_url:
+            # Each process would start its own embedded broker: devices on one, notices on the other.
+            raise ValueError("running ingest and serve in separate processes needs a shared broker: set REPLENISH_MQTT_URL")
         self.clock = build_clock(s)
         self.engine = make_engine(s.database_url)
         migrate(self.engine)
@@ -86,7 +89,7 @@ class Service:
         self.notifier: DeviceNotifier | None = None
         self.access = build_access(s, self.engine, self.clock)
         self.provisioner = (
-            Provisioner(self.engine, self.store, self.access, self.clock, service_username(s)) if self.access is not None else None
+            Provisioner(self.engine, self.store, self.access, self.clock, reserved_usernames(s)) if self.access is not None else None
         )
 
     @property
@@ -125,7 +128,8 @@ class Service:
             self.ingestor.start()
         if self.serve:
             self._start_serving(target)
-        self._spawn("ticks", self._tick_loop)
+        if self.serve:
+            self._spawn("ticks", self._tick_loop)
         log.info("replenish is up (%s): MQTT %s", "+".join(r for r, on in (("ingest", self.ingest), ("serve", self.serve)) if on), target.url)
 
     def _start_serving(self, target: MqttTarget) -> None:
@@ -159,11 +163,12 @@ class Service:
         self._threads.append(t)
 
     def tick(self) -> None:
-        """One pass: refresh forecasts (ingest role), plan, release and deliver orders (serve role)."""
+        """One pass of the serve role: refresh forecasts, plan, release and deliver orders."""
         now = self.clock.now()
-        if self.ingest:
-            self.forecaster.refresh(now)
         if self.serve:
+            # One forecaster for the whole deployment: several ingest workers would forecast the
+            # same slots twice and race on inserting the same forecast rows.
+            self.forecaster.refresh(now)
             self.orders.plan(now)
             self.orders.release_due(now)
             self.outbox.dispatch_due(now)
@@ -192,10 +197,12 @@ class Service:
         self.engine.dispose()
 
 
-def service_username(settings: Settings) -> str:
-    """The MQTT account the gateway and notifier use; no device may be provisioned under it."""
-    configured = MqttTarget.from_url(settings.mqtt_url).username if settings.mqtt_url else None
-    return configured or SERVICE_USERNAME
+def reserved_usernames(settings: Settings) -> frozenset[str]:
+    """The broker's own accounts (the service's, the dynamic-security admin's): no device may take one."""
+    names = {MqttTarget.from_url(settings.mqtt_url).username if settings.mqtt_url else None, SERVICE_USERNAME}
+    if settings.mqtt_admin_url:
+        names.add(MqttTarget.from_url(settings.mqtt_admin_url).username)
+    return frozenset(n for n in names if n)
 
 
 def build_access(settings: Settings, engine: Engine, clock: Clock) -> BrokerAccess | None:

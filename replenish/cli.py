@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import signal
 import threading
 from datetime import UTC, datetime
@@ -146,13 +147,13 @@ def _run_service(ingest: bool, serve: bool) -> None:
 
 @app.command()
 def gateway() -> None:
-    """Run one gateway worker: MQTT ingest and forecasts (REPLENISH_GATEWAY_SHARE_GROUP shares telemetry between workers)."""
+    """Run one gateway worker: MQTT ingest (REPLENISH_GATEWAY_SHARE_GROUP shares telemetry between workers)."""
     _run_service(ingest=True, serve=False)
 
 
 @app.command()
 def serve() -> None:
-    """Run the replenishment service without ingest: web page, APIs, ordering policy, outbox, device notifications."""
+    """Run the replenishment service without ingest: forecasts, web page, APIs, ordering policy, outbox, device notifications."""
     _run_service(ingest=False, serve=True)
 
 
@@ -206,7 +207,7 @@ def devices_provision(
 
     from ._db import migrate as run_migrations
     from ._provisioning import Provisioner, numbered_ids
-    from .bootstrap import build_access, build_clock, service_username
+    from .bootstrap import build_access, build_clock, reserved_usernames
 
     settings = Settings()
     ids = list(device_ids or []) + (numbered_ids(prefix, count, start) if prefix and count else [])
@@ -218,13 +219,15 @@ def devices_provision(
     access = build_access(settings, engine, clock)
     if access is None:
         raise typer.BadParameter("set REPLENISH_MQTT_ADMIN_URL (Mosquitto's dynamic-security admin) to install credentials")
-    issued = Provisioner(engine, GatewayStore(engine), access, clock, service_username(settings)).provision(ids)
+    issued = Provisioner(engine, GatewayStore(engine), access, clock, reserved_usernames(settings)).provision(ids)
     engine.dispose()
     doc = json.dumps({"devices": [{"device_id": p.device_id, "password": p.password, "claim_code": p.claim_code} for p in issued]}, indent=1)
     if out is None:
         typer.echo(doc)
         return
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.touch(mode=0o600)
-    out.write_text(doc)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when the file was there before, with a wider mode
+    with os.fdopen(fd, "w") as f:
+        f.write(doc)
     typer.echo(f"{len(issued)} devices provisioned; credentials and claim codes in {out}")

@@ -93,8 +93,10 @@ class Peer:
         self.client.loop_stop()
 
 
-def _connect(target: MqttTarget, will: str | None = None) -> Peer:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-" + uuid.uuid4().hex[:10], protocol=mqtt.MQTTv311)
+def _connect(target: MqttTarget, will: str | None = None, client_id: str | None = None) -> Peer:
+    """Connect; a device's client id is its username (both brokers refuse any other)."""
+    client_id = client_id or target.username or "t-" + uuid.uuid4().hex[:10]
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     peer = Peer(client)
     if target.username:
         client.username_pw_set(target.username, target.password)
@@ -134,9 +136,9 @@ def test_a_device_can_neither_publish_as_nor_read_another(secured: SecuredBroker
     pa, pb = new_secret(), new_secret()
     secured.access.grant_devices([DeviceSecret(a, pa), DeviceSecret(b, pb)])
 
-    for username, password in ((a, "wrong"), (a, pb), (None, None), ("nobody", pa)):
-        refused = _connect(secured.target(username, password))
-        assert refused.connack is not None and refused.connack.is_failure, f"{username}/{password} was let in"
+    for username, password, client_id in ((a, "wrong", None), (a, pb, None), (None, None, None), ("nobody", pa, None), (a, pa, "replenish-gateway")):
+        refused = _connect(secured.target(username, password), client_id=client_id)
+        assert refused.connack is not None and refused.connack.is_failure, f"{username}/{password} as {client_id} was let in"
         refused.close()
 
     service = _connect(secured.target("replenish-service", service_password))
@@ -184,7 +186,7 @@ def test_provisioning_stores_only_hashes_and_claims_need_the_printed_code(engine
     clock = ManualClock(NOW)
     store = GatewayStore(engine)
     access = EmbeddedAccess(engine, clock)
-    provisioner = Provisioner(engine, store, access, clock, "replenish-service")
+    provisioner = Provisioner(engine, store, access, clock, ("replenish-service", "admin"))
     households = Households(engine, store, clock)
     (issued,) = provisioner.provision(["kitchen-fridge-1"])
     assert len(issued.claim_code) == 19 and issued.claim_code.count("-") == 3
@@ -208,14 +210,15 @@ def test_provisioning_stores_only_hashes_and_claims_need_the_printed_code(engine
     assert not access.authenticate("kitchen-fridge-1", issued.password) and access.authenticate("kitchen-fridge-1", again.password)
     with pytest.raises(ValueError, match="invalid device id"):
         provisioner.provision(["has/slash"])
-    with pytest.raises(ValueError, match="invalid device id"):
-        provisioner.provision(["replenish-service"])
+    for reserved in ("replenish-service", "admin"):
+        with pytest.raises(ValueError, match="invalid device id"):
+            provisioner.provision([reserved])
 
 
 def test_operator_api_provisions_with_its_token_only(engine: Engine) -> None:
     clock = ManualClock(NOW)
     store = GatewayStore(engine)
-    provisioner = Provisioner(engine, store, EmbeddedAccess(engine, clock), clock, "replenish-service")
+    provisioner = Provisioner(engine, store, EmbeddedAccess(engine, clock), clock, ("replenish-service", "admin"))
     app = create_app(None, None, clock.now, provisioner, admin_token="op-token")  # type: ignore[arg-type]
 
     async def calls() -> list[httpx.Response]:
@@ -246,7 +249,7 @@ def test_household_claims_on_the_web_page_with_the_printed_code(engine: Engine) 
     clock = ManualClock(NOW)
     store = GatewayStore(engine)
     households = Households(engine, store, clock)
-    provisioner = Provisioner(engine, store, EmbeddedAccess(engine, clock), clock, "replenish-service")
+    provisioner = Provisioner(engine, store, EmbeddedAccess(engine, clock), clock, ("replenish-service", "admin"))
     (issued,) = provisioner.provision(["hall-filter-7"])
     households.create("web@example.org", "Web", "long enough password")
     orders = Orders(engine, store, households, None, cancel_window=timedelta(hours=24), review_every=timedelta(hours=1))  # type: ignore[arg-type]
@@ -270,3 +273,50 @@ def test_household_claims_on_the_web_page_with_the_printed_code(engine: Engine) 
     assert households.device_ids(households.by_email("web@example.org").id) == ["hall-filter-7"]  # type: ignore[union-attr,arg-type]
     assert households.consents(["hall-filter-7"]) == {("hall-filter-7", "telemetry"): True}
     assert store.devices(["hall-filter-7"])[0].store_readings  # the gateway stores its levels from now on
+
+
+def test_a_wrong_password_cannot_erase_the_gateways_session_on_the_embedded_broker(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'access.db'}")
+    migrate(engine)
+    access = EmbeddedAccess(engine, ManualClock(NOW))
+    access.grant_service("replenish-service", "service-secret")
+    access.grant_devices([DeviceSecret("dev-s", "device-secret")])
+    broker = EmbeddedBroker(port=0, access=access)
+    broker.start()
+    try:
+        gateway_target = MqttTarget(broker.host, broker.port, "replenish-service", "service-secret")
+        gw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="replenish-gateway", clean_session=False, protocol=mqtt.MQTTv311)
+        gw.username_pw_set("replenish-service", "service-secret")
+        gw.connect(broker.host, broker.port)
+        gw.loop_start()
+        gw.subscribe("replenish/v1/devices/+/telemetry", qos=1)
+        time.sleep(0.5)
+        gw.disconnect()
+        gw.loop_stop()
+        device = _connect(MqttTarget(broker.host, broker.port, "dev-s", "device-secret"))
+        device.publish(topic_for("dev-s", "telemetry"), {"v": 1, "seq": 1, "ts": NOW.isoformat(), "levels": {"x": 1}})
+        device.close()
+        intruder = _connect(MqttTarget(broker.host, broker.port, "replenish-service", "guess"), client_id="replenish-gateway")
+        assert intruder.connack is not None and intruder.connack.is_failure
+        intruder.close()
+        refused: list[mqtt.ReasonCode] = []  # the same with a persistent session: no take-over either
+        sneak = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="replenish-gateway", clean_session=False, protocol=mqtt.MQTTv311)
+        sneak.username_pw_set("replenish-service", "guess")
+        sneak.on_connect = lambda _c, _u, _f, reason, _p: refused.append(reason)
+        sneak.connect(broker.host, broker.port)
+        sneak.loop_start()
+        assert _wait_for(lambda: bool(refused)) and refused[0].is_failure
+        sneak.disconnect()
+        sneak.loop_stop()
+        received: list[str] = []
+        gw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="replenish-gateway", clean_session=False, protocol=mqtt.MQTTv311)
+        gw.username_pw_set(gateway_target.username, gateway_target.password)
+        gw.on_message = lambda _c, _u, m: received.append(m.topic)
+        gw.connect(broker.host, broker.port)
+        gw.loop_start()
+        assert _wait_for(lambda: received == [topic_for("dev-s", "telemetry")]), "the queued reading was lost with the session"
+        gw.disconnect()
+        gw.loop_stop()
+    finally:
+        broker.stop()
+        engine.dispose()
