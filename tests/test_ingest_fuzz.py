@@ -169,3 +169,31 @@ def test_fast_telemetry_check_is_never_more_lenient_than_the_schema() -> None:
     check()
     good = {"v": 1, "device": DEVICE, "seq": 3, "ts": NOW.isoformat(), "levels": {"toner": 40, "waste": None, "x": "some"}, "events": [{"type": "replaced", "slot": "toner", "level": 100}]}
     assert telemetry_surely_valid(good) and accepted, "the fast path must take ordinary messages"
+
+
+def test_a_clock_far_ahead_is_rejected_and_ingest_goes_on(tmp_path: Path) -> None:
+    engine, store = _store(tmp_path)
+    broker = EmbeddedBroker(port=0)
+    broker.start()
+    ingestor = Ingestor(store, ManualClock(NOW), broker.target, client_id="ahead-" + uuid.uuid4().hex[:6], mqtt_version=4)
+    ingestor.start()
+    publisher = new_client(broker.target, "ahead-pub-" + uuid.uuid4().hex[:6])
+    publisher.connect(broker.target.host, broker.target.port)
+    publisher.loop_start()
+    try:
+        for seq, ts in ((1, "9999-12-31T23:59:59+00:00"), (2, (NOW + timedelta(days=30)).isoformat()), (3, (NOW - timedelta(minutes=1)).isoformat())):
+            doc = {"v": 1, "seq": seq, "ts": ts, "levels": {"toner": 40 - seq}}
+            publisher.publish(topic_for(DEVICE, "telemetry"), json.dumps(doc), qos=1).wait_for_publish(10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not store.history(DEVICE, "toner", NOW - timedelta(hours=1)):
+            time.sleep(0.05)
+        assert [round(level, 2) for _, level in store.history(DEVICE, "toner", datetime(1900, 1, 1, tzinfo=UTC))] == [0.37]
+        assert [d.reason for d in store.dead_letters()] == ["bad_timestamp", "bad_timestamp"]  # year 9999, and 30 days ahead
+        device = store.devices([DEVICE])[0]
+        assert device.clock_offset_s is None or abs(device.clock_offset_s) < 3600, "a broken clock taught an offset"
+    finally:
+        publisher.disconnect()
+        publisher.loop_stop()
+        ingestor.stop()
+        broker.stop()
+        engine.dispose()

@@ -132,3 +132,10 @@ def test_clock_skew_is_learnt_from_the_least_delayed_message() -> None:
     reset = estimate_clock_offset(ahead, t0, MAX_BUFFER_S * 1000, later)
     assert reset == MAX_BUFFER_S * 1000
     assert corrected_time(later - timedelta(seconds=reset), reset, later) == later
+
+
+@pytest.mark.parametrize("ts", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00"])
+def test_timestamps_beyond_datetimes_range_are_rejected_not_raised(ts: str) -> None:
+    with pytest.raises(InvalidMessage) as exc:
+        parse_telemetry(json.dumps({"v": 1, "seq": 1, "ts": ts, "levels": {"a": 1}}).encode())
+    assert exc.value.reason == "bad_timestamp"
