@@ -6,10 +6,13 @@ import json
 import math
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import hypothesis.strategies as st
+import paho.mqtt.client as mqtt
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy.engine import Engine
@@ -82,6 +85,27 @@ def _store(tmp_path: Path) -> tuple[Engine, GatewayStore]:
     return engine, store
 
 
+@contextmanager
+def _ingesting(tmp_path: Path, name: str) -> Iterator[tuple[Engine, GatewayStore, mqtt.Client]]:
+    """A store with the fuzz device, an Ingestor on an embedded broker, and a connected publisher."""
+    engine, store = _store(tmp_path)
+    broker = EmbeddedBroker(port=0)
+    broker.start()
+    ingestor = Ingestor(store, ManualClock(NOW), broker.target, client_id=f"{name}-" + uuid.uuid4().hex[:6], mqtt_version=4)
+    ingestor.start()
+    publisher = new_client(broker.target, f"{name}-pub-" + uuid.uuid4().hex[:6])
+    publisher.connect(broker.target.host, broker.target.port)
+    publisher.loop_start()
+    try:
+        yield engine, store, publisher
+    finally:
+        publisher.disconnect()
+        publisher.loop_stop()
+        ingestor.stop()
+        broker.stop()
+        engine.dispose()
+
+
 def _assert_only_good_readings(engine: Engine, received_by: datetime) -> None:
     with engine.connect() as conn:
         for row in conn.execute(sa.text("SELECT device_id, slot_id, level, ts, device_ts, received_at FROM gw_readings")):
@@ -115,15 +139,7 @@ def test_parsers_reject_with_a_known_reason_or_return_valid_values(tmp_path: Pat
 
 
 def test_ingest_survives_a_stream_of_generated_payloads(tmp_path: Path) -> None:
-    engine, store = _store(tmp_path)
-    broker = EmbeddedBroker(port=0)
-    broker.start()
-    ingestor = Ingestor(store, ManualClock(NOW), broker.target, client_id="fuzz-" + uuid.uuid4().hex[:6])
-    ingestor.start()
-    publisher = new_client(broker.target, "fuzz-pub-" + uuid.uuid4().hex[:6])
-    publisher.connect(broker.target.host, broker.target.port)
-    publisher.loop_start()
-    try:
+    with _ingesting(tmp_path, "fuzz") as (engine, store, publisher):
 
         @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
         @given(payload=payloads, suffix=st.sampled_from(["telemetry", "telemetry", "birth", "status"]))
@@ -143,12 +159,6 @@ def test_ingest_survives_a_stream_of_generated_payloads(tmp_path: Path) -> None:
         assert store.dead_letters(), "the generated junk left no dead letters"
         assert {d.reason for d in store.dead_letters(1000)} <= REASONS
         _assert_only_good_readings(engine, NOW)
-    finally:
-        publisher.disconnect()
-        publisher.loop_stop()
-        ingestor.stop()
-        broker.stop()
-        engine.dispose()
 
 
 def test_fast_telemetry_check_is_never_more_lenient_than_the_schema() -> None:
@@ -172,15 +182,7 @@ def test_fast_telemetry_check_is_never_more_lenient_than_the_schema() -> None:
 
 
 def test_a_clock_far_ahead_is_rejected_and_ingest_goes_on(tmp_path: Path) -> None:
-    engine, store = _store(tmp_path)
-    broker = EmbeddedBroker(port=0)
-    broker.start()
-    ingestor = Ingestor(store, ManualClock(NOW), broker.target, client_id="ahead-" + uuid.uuid4().hex[:6], mqtt_version=4)
-    ingestor.start()
-    publisher = new_client(broker.target, "ahead-pub-" + uuid.uuid4().hex[:6])
-    publisher.connect(broker.target.host, broker.target.port)
-    publisher.loop_start()
-    try:
+    with _ingesting(tmp_path, "ahead") as (_engine, store, publisher):
         for seq, ts in ((1, "9999-12-31T23:59:59+00:00"), (2, (NOW + timedelta(days=30)).isoformat()), (3, (NOW - timedelta(minutes=1)).isoformat())):
             doc = {"v": 1, "seq": seq, "ts": ts, "levels": {"toner": 40 - seq}}
             publisher.publish(topic_for(DEVICE, "telemetry"), json.dumps(doc), qos=1).wait_for_publish(10)
@@ -191,9 +193,3 @@ def test_a_clock_far_ahead_is_rejected_and_ingest_goes_on(tmp_path: Path) -> Non
         assert [d.reason for d in store.dead_letters()] == ["bad_timestamp", "bad_timestamp"]  # year 9999, and 30 days ahead
         device = store.devices([DEVICE])[0]
         assert device.clock_offset_s is None or abs(device.clock_offset_s) < 3600, "a broken clock taught an offset"
-    finally:
-        publisher.disconnect()
-        publisher.loop_stop()
-        ingestor.stop()
-        broker.stop()
-        engine.dispose()
