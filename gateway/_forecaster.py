@@ -62,6 +62,24 @@ def thin_readings(t: np.ndarray, y: np.ndarray, limit: int = _MAX_READINGS) -> n
     return np.union1d(keep, fill)
 
 
+_UNITS = (50.0, 25.0, 10.0, 5.0)  # round amounts a scale or a meter reports in, coarsest first
+_MIN_UNIT_STEP = 0.005  # finer than half a percent of capacity, rounding is just noise
+_MIN_DISTINCT = 3  # distinct amounts needed before their grid is believed
+
+
+def unit_step(level: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    """Per row of levels (fractions, NaN-padded): the coarsest round unit every amount sits on, as a fraction of capacity; NaN if none."""
+    raw = level * capacity[:, None]
+    ok = ~np.isnan(raw)
+    distinct = np.array([len(np.unique(r[m])) for r, m in zip(raw, ok, strict=True)])
+    out = np.full(len(raw), np.nan)
+    for u in reversed(_UNITS):  # finer first, so coarser ones overwrite
+        k = raw / u
+        on = (~ok | (np.abs(k - np.rint(k)) < 1e-6)).all(axis=1) & (distinct >= _MIN_DISTINCT)
+        out = np.where(on & (u / capacity >= _MIN_UNIT_STEP), u / capacity, out)
+    return out
+
+
 class Forecaster:
     """Refreshes the stored forecast of every slot that received readings, a batch per tick."""
 
@@ -141,9 +159,13 @@ class Forecaster:
             t_a[i, : len(t)], y_a[i, : len(y)] = t, y
         mu, sd = self._slot_priors(keys)
         periods = self._away(keys, away)
-        # A counted consumable (tablets, doses) moves in steps of one unit: tell the core, which
-        # only detects steps of 5 % and coarser.
-        step = np.array([1 / s.capacity if s.unit == "count" and s.capacity > 0 else np.nan for s in slots])
+        # A counted consumable (tablets, doses) moves in steps of one unit, and scales and meters
+        # often report in round units (10 g, 10 ml): tell the core, which only detects steps of
+        # 5 % and coarser.
+        capacity = np.array([s.capacity if s.capacity > 0 else np.nan for s in slots])
+        step = np.where([s.unit == "count" for s in slots], 1 / capacity, np.nan)
+        measured = np.array([s.unit in ("g", "ml") for s in slots])
+        step = np.where(np.isnan(step) & measured, unit_step(y_a, capacity), step)
         fa = forecast_batch(
             t_a, y_a, now.timestamp(), step=step, away=periods, prior_rate=mu, prior_rate_sd=sd, quantiles=quantiles
         )

@@ -127,3 +127,18 @@ def test_thinning_keeps_what_the_core_uses_so_the_forecast_is_unchanged() -> Non
     noisy = 0.9 - 0.01 * hours / 24 + np.random.default_rng(1).normal(0, 0.01, hours.size)  # changes at every reading
     idx = thin_readings(t, noisy, 240)
     assert len(idx) == 240 and idx[0] == 0 and idx[-1] == len(y) - 1  # evenly over the whole span
+
+
+def test_round_units_of_scales_and_meters_become_the_step() -> None:
+    from gateway._forecaster import unit_step
+
+    levels = np.array(
+        [
+            [400 / 500, 390 / 500, 380 / 500, np.nan],  # beans in 10 g of a 500 g bag
+            [0.5, 0.49, 0.47, 0.45],  # 1 g of 100 g: finer than half a percent would be noise
+            [1.0, 1.0, np.nan, np.nan],  # too few distinct amounts to believe a grid
+            [150 / 150, 100 / 150, 50 / 150, np.nan],  # 50 ml of 150 ml
+        ]
+    )
+    got = unit_step(levels, np.array([500.0, 100.0, 300.0, 150.0]))
+    np.testing.assert_allclose(got, [0.02, np.nan, np.nan, 50 / 150])
