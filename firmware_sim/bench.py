@@ -12,6 +12,7 @@ subscriber (Mosquitto drops QoS 1 messages for a subscriber more than `max_queue
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import shutil
 import socket
@@ -159,6 +160,7 @@ def main() -> None:
             result = run("127.0.0.1", port, args.devices, args.wave_size, args.wave_interval)
     for key, value in result.items():
         print(f"{key:>22}: {value:,.2f}" if isinstance(value, float) else f"{key:>22}: {value:,}")
+    print(json.dumps({"bench": "fleet", **result}))  # every bench ends with its figures as one JSON object
 
 
 if __name__ == "__main__":
