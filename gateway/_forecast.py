@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ._forecast_fit import DAY, METHODS, fit_chunk, normalise_away
+from ._forecast_fit import METHODS, fit_chunk, normalise_away
 
 __all__ = ["MEASURED_METHODS", "ForecastArrays", "explain", "forecast_batch", "population_prior"]
 

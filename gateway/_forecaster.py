@@ -28,7 +28,6 @@ _ID_CHUNK = 5000  # ids per IN (...) query: SQLite allows 32,766 bound variables
 # A forecast teaches the fleet's prior only when its own readings carry it: a regression whose
 # rate owes less than this share of its precision to a prior (no echo of the prior back into it).
 _TEACH_PRIOR_WEIGHT = 0.2
-_TEACH_METHODS = MEASURED_METHODS
 _MIN_FLEET = 5  # slots per (model, slot) before their median and spread mean anything
 # Floor of the prior's log-sd: a household's rate is never known to better than a factor of
 # e^0.5 = 1.65 from its neighbours' (the simulated fleet's households spread by about e^0.7).
@@ -117,7 +116,7 @@ class Forecaster:
             for (device_id, slot_id), f in self.store.forecasts(ids[lo : lo + _ID_CHUNK]).items():
                 e = f.explanation or {}
                 weight = e.get("prior_weight")
-                if f.rate_per_day is None or e.get("method") not in _TEACH_METHODS or (weight or 0.0) > _TEACH_PRIOR_WEIGHT:
+                if f.rate_per_day is None or e.get("method") not in MEASURED_METHODS or (weight or 0.0) > _TEACH_PRIOR_WEIGHT:
                     continue
                 key = (models[device_id], slot_id)
                 group = f"{key[0]}\x1f{key[1]}"

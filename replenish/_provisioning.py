@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from gateway import BrokerAccess, Clock, DeviceSecret, GatewayStore, hash_secret, new_secret, valid_device_id, verify_secret
+from gateway import BrokerAccess, Clock, DeviceSecret, GatewayStore, hash_secret, new_secret, valid_device_id
 
 from ._models import ProvisionedDevice
 

@@ -7,7 +7,6 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import paho.mqtt.client as mqtt
 from sqlalchemy.engine import Engine
 
 from gateway import Forecaster, GatewayStore, Ingestor, ManualClock, MqttTarget, new_client, topic_for

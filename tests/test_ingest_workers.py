@@ -159,7 +159,7 @@ def stored(url: str, prefix: str) -> tuple[int, int]:
 def wait_stored(url: str, prefix: str, expected: int, timeout: float = 30.0) -> tuple[int, int]:
     """Poll until `expected` rows of the prefix are stored, or the timeout."""
     deadline = time.monotonic() + timeout
-    while (got := stored(url, prefix))[0] < expected and time.monotonic() < deadline:
+    while stored(url, prefix)[0] < expected and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(0.5)  # a duplicate still in flight would land now
     return stored(url, prefix)
