@@ -1,11 +1,17 @@
-"""Raw SQL for one ingest batch, per backend: read device and slot state, write updates and readings.
+"""Raw SQL for one ingest batch, per backend: stage raw readings, insert them, update rows.
 
 The hot path bypasses SQLAlchemy's per-value type processing, which cost more than everything
 else in ingest (docs/benchmarks.md, "Ingest"). Datetimes are written in exactly the form the
-ORM's `UTCDateTime` writes them, so both paths read and compare the same rows:
-- PostgreSQL: each write is one statement over `json_array_elements()` of one JSON document,
-  so a batch costs one round trip, and the rows are encoded by the json module in C;
-- SQLite: `executemany`, in process, with naive UTC text timestamps.
+ORM's `UTCDateTime` writes them, so both paths read and compare the same rows.
+
+A batch's readings go, raw, into a temporary stage table (PostgreSQL: one `COPY`; SQLite:
+`executemany`), and one `INSERT ... SELECT` moves them into `gw_readings`: it joins the device
+(telemetry consent, read in the same transaction, so a withdrawal takes effect at once) and the
+slot (unit, capacity, whether it fills up, to normalise the level exactly as
+`_normalise.normalise_level` does), and skips duplicates on the unique key. All of that runs in
+the database, in C, off the Python thread.
+Other updates: PostgreSQL, one statement over `json_array_elements()` of one JSON document;
+SQLite, `executemany`, in process, with naive UTC text timestamps.
 """
 
 from __future__ import annotations
@@ -13,15 +19,43 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-__all__ = ["BatchSql"]
+__all__ = ["BatchSql", "StageCounts"]
 
 _PG = postgresql.dialect()
+_STAGE_COLS = ("device_id", "slot_id", "seq", "ts", "device_ts", "raw", "replaced", "received_at")
+_STAGE_PG = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS gw_stage (device_id text, slot_id text, seq bigint, ts timestamptz, "
+    "device_ts timestamptz, raw double precision, replaced boolean, received_at timestamptz) ON COMMIT DELETE ROWS"
+)
+_STAGE_SQLITE = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS gw_stage (device_id TEXT, slot_id TEXT, seq INTEGER, ts TEXT, "
+    "device_ts TEXT, raw REAL, replaced INTEGER, received_at TEXT)"
+)
+# normalise_level in SQL: percent or amount -> fraction of capacity, clamped, headroom for receptacles.
+_FRACTION = "CASE WHEN sl.unit = 'percent' THEN s.raw / 100.0 ELSE s.raw / sl.capacity END"
+_CLAMPED = {True: f"LEAST(GREATEST({_FRACTION}, 0.0), 1.0)", False: f"min(max({_FRACTION}, 0.0), 1.0)"}
+_JOINS = (
+    "FROM gw_stage AS s {kind} JOIN gw_devices AS d ON d.device_id = s.device_id{consent} "
+    "{kind} JOIN gw_slots AS sl ON sl.device_id = s.device_id AND sl.slot_id = s.slot_id"
+)
+# COPY's text format: backslash, tab, newline and carriage return must be escaped.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+class StageCounts(NamedTuple):
+    """What became of a batch's staged readings."""
+
+    stored: int
+    duplicates: int
+    not_consented: int  # the device is unknown or its household did not consent to telemetry
+    unknown: int  # a sentinel or null instead of a number
+    rejected: int  # a slot the device's birth did not announce
 
 
 class BatchSql:
@@ -79,17 +113,61 @@ class BatchSql:
         n = len(key)
         self.conn.exec_driver_sql(f"UPDATE {table.name} SET {assign} WHERE {match}", [(*r[n:], *r[:n]) for r in rows])
 
-    def insert_ignore(self, table: sa.Table, cols: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> int:
-        """INSERT the rows, skipping those that break a unique constraint; returns how many went in."""
+    def cursor_position(self, name: str, lock: bool = False) -> int:
+        """Where the named cursor over an append-only table stands (0 before its first step); `lock` holds it on PostgreSQL."""
+        sql = "SELECT position FROM gw_cursors WHERE name = %s" if self.pg else "SELECT position FROM gw_cursors WHERE name = ?"
+        row = self.conn.exec_driver_sql(sql + (" FOR UPDATE" if lock and self.pg else ""), (name,)).first()
+        return int(row[0]) if row else 0
+
+    def set_cursor_position(self, name: str, position: int) -> None:
+        """Move the named cursor."""
+        mark = "%s" if self.pg else "?"
+        self.conn.exec_driver_sql(
+            f"INSERT INTO gw_cursors (name, position) VALUES ({mark}, {mark}) ON CONFLICT (name) DO UPDATE SET position = excluded.position", (name, position)
+        )
+
+    def insert_readings(self, rows: Sequence[tuple[Any, ...]]) -> StageCounts:
+        """Store raw readings (rows in `_STAGE_COLS` order, timestamps from `to_db`, `raw` None when unknown)."""
         if not rows:
-            return 0
-        names = ", ".join(cols)
+            return StageCounts(0, 0, 0, 0, 0)
+        self._stage(rows)
+        cols = "device_id, slot_id, seq, ts, device_ts, level, replaced, received_at"
+        level = _CLAMPED[self.pg]
+        joins = _JOINS.format(kind="", consent=" AND d.store_readings")
+        # SQLite needs a WHERE to tell the upsert clause from a join constraint.
+        sql = (
+            f"INSERT INTO gw_readings ({cols}) SELECT s.device_id, s.slot_id, s.seq, s.ts, s.device_ts, "
+            f"CASE WHEN sl.fills_up THEN 1.0 - {level} ELSE {level} END, s.replaced, s.received_at "
+            f"{joins} WHERE s.raw IS NOT NULL ON CONFLICT DO NOTHING"
+        )
+        stored = int(self.conn.exec_driver_sql(sql).rowcount)
+        consent = "d.store_readings" if self.pg else "d.store_readings = 1"
+        left = _JOINS.format(kind="LEFT", consent="")
+        not_consented, rejected, unknown = self.conn.exec_driver_sql(
+            f"SELECT count(*) FILTER (WHERE NOT coalesce({consent}, FALSE)), "
+            f"count(*) FILTER (WHERE {consent} AND sl.slot_id IS NULL), "
+            f"count(*) FILTER (WHERE {consent} AND sl.slot_id IS NOT NULL AND s.raw IS NULL) {left}"
+        ).one()
+        duplicates = len(rows) - stored - not_consented - rejected - unknown
+        return StageCounts(stored, duplicates, not_consented, unknown, rejected)
+
+    def _stage(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        # A temporary table lives as long as its connection, but its creation is undone with a
+        # failed batch's transaction: ask for it every time (a catalog lookup when it exists).
         if self.pg:
-            typed = ", ".join(f"(x->>{i})::{table.c[c].type.compile(dialect=_PG)}" for i, c in enumerate(cols))
-            sql = f"INSERT INTO {table.name} ({names}) SELECT {typed} FROM json_array_elements(%s::json) AS x ON CONFLICT DO NOTHING"
-            return int(self.conn.exec_driver_sql(sql, (json.dumps(rows),)).rowcount)
-        marks = ", ".join("?" * len(cols))
-        return int(self.conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING", list(rows)).rowcount)
+            self.conn.exec_driver_sql(_STAGE_PG)
+            null = "\\N"
+            lines = [
+                f"{r[0]}\t{r[1].translate(_COPY_ESCAPES)}\t{r[2]}\t{r[3]}\t{r[4]}\t{null if r[5] is None else repr(r[5])}\t{'t' if r[6] else 'f'}\t{r[7]}\n"
+                for r in rows
+            ]
+            with self.conn.connection.dbapi_connection.cursor() as cur, cur.copy(f"COPY gw_stage ({', '.join(_STAGE_COLS)}) FROM STDIN") as copy:  # type: ignore[union-attr]
+                copy.write("".join(lines))
+            return
+        self.conn.exec_driver_sql(_STAGE_SQLITE)
+        self.conn.exec_driver_sql("DELETE FROM gw_stage")
+        marks = ", ".join("?" * len(_STAGE_COLS))
+        self.conn.exec_driver_sql(f"INSERT INTO gw_stage ({', '.join(_STAGE_COLS)}) VALUES ({marks})", list(rows))
 
     @staticmethod
     def _literal(value: Any) -> str:

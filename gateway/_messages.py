@@ -10,6 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from jsonschema import Draft202012Validator
 
 from ._fastcheck import telemetry_surely_valid
@@ -95,11 +96,18 @@ def validator(kind: str) -> Draft202012Validator:
 
 
 def _load(payload: bytes, kind: str, device_id: str | None) -> dict[str, Any]:
+    return _load_checked(payload, kind, device_id)[0]
+
+
+def _load_checked(payload: bytes, kind: str, device_id: str | None) -> tuple[dict[str, Any], bool]:
+    """The document, valid against its schema, and whether the hand-written telemetry check vouched for it."""
     if len(payload) > _MAX_PAYLOAD:
         raise InvalidMessage("too_large", f"payload of {len(payload)} bytes exceeds {_MAX_PAYLOAD}")
     try:
-        doc = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # orjson: ~0.4 µs for a telemetry message against ~3.8 µs for json.loads. It takes
+        # integers only up to 64 bits; a larger one fails the schema's `seq` range anyway.
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
         raise InvalidMessage("not_json", f"payload is not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise InvalidMessage("not_object", "payload must be a JSON object")
@@ -113,7 +121,7 @@ def _load(payload: bytes, kind: str, device_id: str | None) -> dict[str, Any]:
     # SPEC 3: the gateway re-checks the topic against the payload; a forged sender is the main attack.
     if device_id is not None and doc.get("device", device_id) != device_id:
         raise InvalidMessage("topic_mismatch", f"payload names device {doc['device']!r} but arrived on {device_id!r}'s topic")
-    return doc
+    return doc, surely_valid
 
 
 def _str(doc: dict[str, Any], key: str, max_len: int = 128) -> str:
@@ -188,7 +196,12 @@ def _level(value: Any, what: str) -> float | str | None:
 
 def parse_telemetry(payload: bytes, device_id: str | None = None) -> Telemetry:
     """Parse a telemetry message; with `device_id`, a payload naming another device is rejected."""
-    doc = _load(payload, "telemetry", device_id)
+    doc, surely_valid = _load_checked(payload, "telemetry", device_id)
+    if surely_valid and "events" not in doc:
+        # The hot path: the hand-written check already holds every field to what the checks
+        # below would (non-negative finite numbers or sentinels, a 64-bit `seq`).
+        levels = {(k if len(k) <= 32 else k[:32]): (float(v) if type(v) is int else v) for k, v in doc["levels"].items()}
+        return Telemetry(doc["seq"], _timestamp(doc["ts"]), levels)
     seq = doc.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**63:
         raise InvalidMessage("bad_field", "'seq' must be a non-negative integer")

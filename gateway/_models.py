@@ -10,7 +10,7 @@ from sqlmodel import JSON, Column, Field, SQLModel
 
 from ._db import UTCDateTime
 
-__all__ = ["GwCredential", "GwDeadLetter", "GwDevice", "GwForecast", "GwReading", "GwSlot"]
+__all__ = ["GwCredential", "GwCursor", "GwDeadLetter", "GwDevice", "GwForecast", "GwReading", "GwSlot"]
 
 
 def _ts(nullable: bool = True, index: bool = False) -> Any:
@@ -37,7 +37,7 @@ class GwDevice(SQLModel, table=True):
 
 
 class GwSlot(SQLModel, table=True):
-    """One consumable slot of a device, with the state any worker needs to normalise its readings."""
+    """One consumable slot of a device: what the birth said, and the state folded from its readings (`settle`)."""
 
     __tablename__ = "gw_slots"
 
@@ -72,7 +72,18 @@ class GwReading(SQLModel, table=True):
     ts: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))  # device time corrected for clock skew
     device_ts: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))  # as the device said
     level: float
+    # The device said the consumable was replaced (a refill even when the level did not jump).
+    replaced: bool = Field(default=False, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.false()))
     received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class GwCursor(SQLModel, table=True):
+    """How far a background step has read an append-only table, by row id (e.g. `settle` over gw_readings)."""
+
+    __tablename__ = "gw_cursors"
+
+    name: str = Field(primary_key=True, max_length=32)
+    position: int = Field(sa_column=Column(sa.BigInteger, nullable=False))
 
 
 class GwForecast(SQLModel, table=True):

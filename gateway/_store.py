@@ -12,9 +12,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from ._ingest_sql import BatchSql
-from ._messages import Birth, SlotSpec, Telemetry
+from ._messages import Birth, Telemetry
 from ._models import GwDeadLetter, GwDevice, GwForecast, GwReading, GwSlot
-from ._normalise import corrected_time, estimate_clock_offset, is_refill, normalise_level, relaxed_clock_offset
+from ._normalise import corrected_time, estimate_clock_offset, is_refill, relaxed_clock_offset
 
 __all__ = ["GatewayStore", "IngestCounts", "TelemetryIn"]
 
@@ -43,53 +43,56 @@ class IngestCounts:
 
 _DEV: sa.Table = GwDevice.__table__  # type: ignore[attr-defined]
 _SLOT: sa.Table = GwSlot.__table__  # type: ignore[attr-defined]
-_READING: sa.Table = GwReading.__table__  # type: ignore[attr-defined]
-_DEV_COLS = ("device_id", "store_readings", "last_seen_at", "clock_offset_s", "clock_offset_at")
-_SLOT_COLS = ("device_id", "slot_id", "consumable", "unit", "capacity", "fills_up", "level", "level_at", "segment_start")
-_READING_COLS = ("device_id", "slot_id", "seq", "ts", "device_ts", "level", "received_at")
+_DEV_COLS = ("device_id", "last_seen_at", "clock_offset_s", "clock_offset_at")
+_SLOT_STATE_COLS = ("device_id", "slot_id", "level", "level_at", "segment_start")
+_CLOCK_CACHE = 200_000  # devices whose clock a worker remembers; past that it starts afresh
 # A device row is rewritten when it is seen after this long, or when its clock estimate moves by
 # more than a second; in between, the stored (offset, time) relaxes to the same estimate.
 _SEEN_EVERY_S = 60.0
 _OFFSET_SLACK_S = 1.0
 
 
-class _DeviceState:
-    """One device's row during a batch: when it was seen, and its learnt clock offset."""
+class _DeviceClock:
+    """What a worker knows of one device's clock: its learnt offset, and what the database holds."""
 
-    __slots__ = ("changed", "clock_offset_at", "clock_offset_s", "device_id", "last_seen_at", "store_readings")
+    __slots__ = ("clock_offset_at", "clock_offset_s", "last_seen_at", "stored")
 
-    def __init__(self, device_id: str, store_readings: bool, last_seen_at: datetime | None, offset: float | None, offset_at: datetime | None) -> None:
-        self.device_id, self.store_readings, self.last_seen_at = device_id, bool(store_readings), last_seen_at
-        self.clock_offset_s, self.clock_offset_at = offset, offset_at
-        self.changed = False
+    def __init__(self, last_seen_at: datetime | None, offset: float | None, offset_at: datetime | None) -> None:
+        self.last_seen_at, self.clock_offset_s, self.clock_offset_at = last_seen_at, offset, offset_at
+        self.stored: tuple[datetime | None, float | None, datetime | None] = (last_seen_at, offset, offset_at)
 
     def observe(self, device_ts: datetime, received_at: datetime) -> datetime:
         """Learn from one message; returns its time on the gateway's clock."""
         observed = (received_at - device_ts).total_seconds()
-        previous, previous_at = self.clock_offset_s, self.clock_offset_at
-        estimate = estimate_clock_offset(previous, previous_at, observed, received_at)
-        # Unbound by this message, the stored pair already relaxes to the same estimate later on.
-        if previous is None or previous_at is None or abs(estimate - relaxed_clock_offset(previous, previous_at, received_at)) > _OFFSET_SLACK_S:
-            self.clock_offset_s, self.clock_offset_at, self.changed = estimate, received_at, True
-        if self.last_seen_at is None or (received_at - self.last_seen_at).total_seconds() >= _SEEN_EVERY_S:
-            self.last_seen_at, self.changed = received_at, True
+        estimate = estimate_clock_offset(self.clock_offset_s, self.clock_offset_at, observed, received_at)
+        self.clock_offset_s, self.clock_offset_at = estimate, received_at
+        if self.last_seen_at is None or received_at > self.last_seen_at:
+            self.last_seen_at = received_at
         return corrected_time(device_ts, estimate, received_at)
 
-    def row(self, sql: BatchSql) -> tuple[Any, ...]:
-        """Key then the columns after `store_readings`, as the backend stores them."""
-        return (self.device_id, sql.to_db(self.last_seen_at), self.clock_offset_s, sql.to_db(self.clock_offset_at))
+    def changed(self) -> bool:
+        """Whether the database's row is due a rewrite: seen after a minute, or its clock estimate moved."""
+        seen, offset, offset_at = self.stored
+        if self.last_seen_at is not None and (seen is None or (self.last_seen_at - seen).total_seconds() >= _SEEN_EVERY_S):
+            return True
+        if self.clock_offset_s is None or self.clock_offset_at is None:
+            return False
+        # Unbound by newer messages, the stored pair relaxes to the same estimate later on.
+        return offset is None or offset_at is None or abs(self.clock_offset_s - relaxed_clock_offset(offset, offset_at, self.clock_offset_at)) > _OFFSET_SLACK_S
+
+    def row(self, device_id: str, sql: BatchSql) -> tuple[Any, ...]:
+        """Key then last_seen_at, clock_offset_s, clock_offset_at, as the backend stores them."""
+        return (device_id, sql.to_db(self.last_seen_at), self.clock_offset_s, sql.to_db(self.clock_offset_at))
 
 
 class _SlotState:
-    """One slot's row during a batch: the last level and the start of its segment (the last refill)."""
+    """One slot's row while readings are folded into it: the last level and its segment start (the last refill)."""
 
-    __slots__ = ("device_id", "dirty", "level", "level_at", "segment_start", "slot_id", "spec")
+    __slots__ = ("device_id", "level", "level_at", "segment_start", "slot_id")
 
     def __init__(self, r: tuple[Any, ...], sql: BatchSql) -> None:
         self.device_id, self.slot_id = r[0], r[1]
-        self.spec = SlotSpec(r[1], r[2], r[3], r[4], bool(r[5]))
-        self.level, self.level_at, self.segment_start = r[6], sql.from_db(r[7]), sql.from_db(r[8])
-        self.dirty = False
+        self.level, self.level_at, self.segment_start = r[2], sql.from_db(r[3]), sql.from_db(r[4])
 
     def observe(self, level: float, ts: datetime, replaced: bool) -> None:
         """A new reading: a refill starts a segment; the latest reading (by time) is the level."""
@@ -97,7 +100,6 @@ class _SlotState:
             self.segment_start = ts
         if self.level_at is None or ts >= self.level_at:
             self.level, self.level_at = level, ts
-        self.dirty = True
 
     def row(self, sql: BatchSql) -> tuple[Any, ...]:
         """Key then level, level_at, segment_start, as the backend stores them."""
@@ -109,6 +111,7 @@ class GatewayStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._clock_cache: dict[str, _DeviceClock] = {}
 
     def record_birth(self, device_id: str, birth: Birth, now: datetime) -> None:
         """Create or update a device and its slots from its birth message; keeps slot state."""
@@ -165,44 +168,99 @@ class GatewayStore:
             s.commit()
 
     def store_telemetry(self, batch: Sequence[TelemetryIn]) -> IngestCounts:
-        """Normalise and store a batch of telemetry in one transaction; duplicates are ignored."""
+        """Store a batch of telemetry in one transaction, each reading at most once; nothing else is rewritten.
+
+        This is ingest's hot path, and it only appends: the device's clock offset corrects each
+        timestamp, and the database normalises the levels, checks consent and drops duplicates
+        (`BatchSql.insert_readings`). Slot state (last level, refills, what needs a new forecast)
+        is folded in afterwards from the appended rows by `settle`, off this path.
+        """
         counts = IngestCounts()
         if not batch:
             return counts
-        device_ids = sorted({m.device_id for m in batch})
         with self.engine.begin() as conn:
             sql = BatchSql(conn)
-            # Workers on a shared subscription get one device's messages in turn: the device rows
-            # are locked (in id order, so two batches cannot deadlock) so that the second batch
-            # builds on the first one's slot levels and clock offset instead of overwriting them.
-            devices = {r[0]: _DeviceState(r[0], r[1], sql.from_db(r[2]), r[3], sql.from_db(r[4])) for r in sql.select_in(_DEV, _DEV_COLS, "device_id", device_ids, lock=True)}
-            slots = {(r[0], r[1]): _SlotState(r, sql) for r in sql.select_in(_SLOT, _SLOT_COLS, "device_id", device_ids)}
-            readings: list[tuple[Any, ...]] = []
-            for msg in sorted(batch, key=lambda m: m.telemetry.ts):
-                device = devices.get(msg.device_id)
-                if device is None or not device.store_readings:
-                    counts.not_consented += 1
-                    continue
-                device_ts = msg.telemetry.ts
-                ts = device.observe(device_ts, msg.received_at)
-                replaced = {e.slot_id for e in msg.telemetry.events if e.kind == "replaced"}
-                ts_db, device_ts_db, received_db = sql.to_db(ts), sql.to_db(device_ts), sql.to_db(msg.received_at)
-                for slot_id, raw in msg.telemetry.levels.items():
-                    slot = slots.get((msg.device_id, slot_id))
-                    if slot is None:
-                        counts.rejected += 1
-                        continue
-                    level = normalise_level(raw, slot.spec)
-                    if level is None:
-                        counts.unknown += 1
-                        continue
-                    slot.observe(level, ts, slot_id in replaced)
-                    readings.append((msg.device_id, slot_id, msg.telemetry.seq, ts_db, device_ts_db, level, received_db))
-            sql.update(_DEV, ["device_id"], _DEV_COLS[2:], [d.row(sql) for d in devices.values() if d.changed])
-            sql.update(_SLOT, ["device_id", "slot_id"], ["level", "level_at", "segment_start"], [sl.row(sql) for sl in slots.values() if sl.dirty], dirty=True)
-            inserted = sql.insert_ignore(_READING, _READING_COLS, readings)
-            counts.stored, counts.duplicates = inserted, len(readings) - inserted
+            clocks = self._clocks(sql, {m.device_id for m in batch})
+            to_db = sql.to_db
+            rows: list[tuple[Any, ...]] = []
+            for msg in batch:
+                telemetry = msg.telemetry
+                device_ts = telemetry.ts
+                clock = clocks.get(msg.device_id)
+                ts = clock.observe(device_ts, msg.received_at) if clock is not None else device_ts
+                device_ts_db, received_db = to_db(device_ts), to_db(msg.received_at)
+                ts_db = device_ts_db if ts == device_ts else to_db(ts)
+                replaced = {e.slot_id for e in telemetry.events if e.kind == "replaced"} if telemetry.events else ()
+                for slot_id, raw in telemetry.levels.items():
+                    value = None if isinstance(raw, str) else raw  # parse_telemetry gives floats, sentinels or None
+                    rows.append((msg.device_id, slot_id, telemetry.seq, ts_db, device_ts_db, value, slot_id in replaced, received_db))
+            stage = sql.insert_readings(rows)
+            due = [(device_id, clock) for device_id, clock in clocks.items() if clock.changed()]
+            sql.update(_DEV, ["device_id"], _DEV_COLS[1:], [clock.row(device_id, sql) for device_id, clock in sorted(due, key=lambda d: d[0])])
+        for _, clock in due:  # committed: the database now holds these
+            clock.stored = (clock.last_seen_at, clock.clock_offset_s, clock.clock_offset_at)
+        counts.stored, counts.duplicates, counts.not_consented, counts.unknown, counts.rejected = stage
         return counts
+
+    def _clocks(self, sql: BatchSql, device_ids: set[str]) -> dict[str, _DeviceClock]:
+        """The batch's devices' clocks, from this worker's cache or, for newcomers, from the database.
+
+        Each worker keeps its own estimate from the messages it sees (under a shared subscription,
+        a share of each device's messages): a minimum over fewer messages is still an estimate of
+        the same offset. The database's copy lets a restarted or new worker start from it.
+        """
+        missing = [d for d in device_ids if d not in self._clock_cache]
+        if missing:
+            if len(self._clock_cache) + len(missing) > _CLOCK_CACHE:
+                self._clock_cache.clear()
+                missing = list(device_ids)
+            for r in sql.select_in(_DEV, _DEV_COLS, "device_id", sorted(missing)):
+                self._clock_cache[r[0]] = _DeviceClock(sql.from_db(r[1]), r[2], sql.from_db(r[3]))
+        return {d: c for d in device_ids if (c := self._clock_cache.get(d)) is not None}
+
+    def settle(self, limit: int = 50_000) -> int:
+        """Fold readings appended since the last call into their slots; returns how many were folded.
+
+        Per slot: the latest level and its time, the start of its segment (a `replaced` event, or
+        a rise of REFILL_JUMP over the reading before it), and the dirty flag that asks for a new
+        forecast. Readings are taken in id order from a cursor kept in the database. Ids are given
+        out when a row is inserted, but transactions commit in their own order, so a smaller id may
+        still become visible after a larger one: only ids up to a high-water mark below which every
+        transaction has finished are taken (PostgreSQL: a SHARE lock on gw_readings waits for the
+        inserting transactions in flight; SQLite has one writer at a time, so ids commit in order).
+        """
+        done = 0
+        high = self._high_water()
+        while True:
+            with self.engine.begin() as conn:
+                sql = BatchSql(conn)
+                position = sql.cursor_position("settle", lock=True)
+                if position >= high:
+                    return done
+                rows = conn.exec_driver_sql(
+                    f"SELECT id, device_id, slot_id, ts, level, replaced FROM gw_readings WHERE id > {int(position)} AND id <= {int(high)} ORDER BY id LIMIT {int(limit)}"
+                ).fetchall()
+                if not rows:
+                    sql.set_cursor_position("settle", high)
+                    return done
+                by_slot: dict[tuple[str, str], list[tuple[datetime, float, bool]]] = {}
+                for r in rows:
+                    by_slot.setdefault((r[1], r[2]), []).append((sql.from_db(r[3]), r[4], bool(r[5])))  # type: ignore[arg-type]
+                device_ids = sorted({d for d, _ in by_slot})
+                slots = [_SlotState(r, sql) for r in sql.select_in(_SLOT, _SLOT_STATE_COLS, "device_id", device_ids) if (r[0], r[1]) in by_slot]
+                for slot in slots:
+                    for ts, level, replaced in sorted(by_slot[(slot.device_id, slot.slot_id)], key=lambda x: x[0]):
+                        slot.observe(level, ts, replaced)
+                sql.update(_SLOT, ["device_id", "slot_id"], ["level", "level_at", "segment_start"], [sl.row(sql) for sl in slots], dirty=True)
+                sql.set_cursor_position("settle", rows[-1][0] if len(rows) == limit else high)
+                done += len(rows)
+
+    def _high_water(self) -> int:
+        """The largest reading id below which every inserting transaction has finished."""
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("LOCK TABLE gw_readings IN SHARE MODE")
+            return int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM gw_readings").scalar_one())
 
     def dirty_slots(self, limit: int) -> list[GwSlot]:
         """Slots whose readings changed since their last forecast."""
