@@ -91,6 +91,7 @@ class Forecaster:
 
     def refresh(self, now: datetime, away: AwayProvider | None = None) -> int:
         """Forecast up to one batch of dirty slots; returns how many were refreshed."""
+        self.store.settle()  # fold the readings ingest appended into their slots' state first
         if self.priors_at is None or now - self.priors_at >= self.prior_every:
             self.learn_priors(now)
         slots = self.store.dirty_slots(self.batch_size)
