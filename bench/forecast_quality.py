@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from firmware_sim import KINDS, make_device  # noqa: E402
 from gateway import GatewayStore, InvalidMessage, TelemetryIn, make_engine, parse_birth, parse_status, parse_telemetry  # noqa: E402
 from gateway._forecast import forecast_batch  # noqa: E402
-from gateway._forecaster import Forecaster, away_from, thin_readings  # noqa: E402
+from gateway._forecaster import Forecaster, away_from  # noqa: E402
 from gateway._models import SQLModel  # noqa: E402
 
 DAY = 86_400.0
@@ -159,27 +159,30 @@ def evaluate(
     when = datetime.fromtimestamp(now, UTC)
     slots = {(s.device_id, s.slot_id): s for s in store.slots({c["device"] for c in due})}
     picked = [slots[(c["device"], c["slot"])] for c in due]
-    keys, fa = forecaster.compute(picked, when, away, quantiles=(0.25, 0.75))
+    keys, inputs = forecaster.inputs(picked, when, away)
+    fa = forecast_batch(**inputs, quantiles=(0.25, 0.75))
     methods = [r.explanation["method"] for r in forecaster.rows(keys, fa, when)]
-    # The same inputs again, for the baseline, the "no calendar" variant and offline study.
+    # The same inputs without the calendar; every stored reading for the baseline.
+    plain = forecast_batch(**(inputs | {"away": None}))
     series = store.readings_since((s.device_id, s.slot_id, s.segment_start) for s in picked)
-    mu, sd = forecaster._slot_priors(keys)  # noqa: SLF001 - the bench reads the priors the service used
-    cal = away(sorted({k[0] for k in keys}))
+    periods = forecaster._away(keys, away)  # noqa: SLF001 - the bench dumps the periods the service passed
     rows = []
     for i, c in enumerate(due):
         pts = series.get(keys[i], [])
         t = np.array([p[0].timestamp() for p in pts], dtype=np.float64)
         y = np.array([p[1] for p in pts], dtype=np.float64)
-        idx = thin_readings(t, y)
-        plain = forecast_batch(t[None, idx], y[None, idx], now, prior_rate=mu[i : i + 1], prior_rate_sd=sd[i : i + 1])
         q = [fa.tte_p10_days[i], fa.tte_quantiles[i, 0], fa.tte_p50_days[i], fa.tte_quantiles[i, 1], fa.tte_p90_days[i]]
         rows.append(c | {
-            "truth": (c["empty"] - now) / DAY, "q": [float(v) for v in q], "p10_no_away": float(plain.tte_p10_days[0]),
+            "truth": (c["empty"] - now) / DAY, "q": [float(v) for v in q], "p10_no_away": float(plain.tte_p10_days[i]),
             "linear": predict_linear(t, y, now), "method": methods[i], "seg_start": picked[i].segment_start or START,
         })  # fmt: skip
         if dump is not None:
-            periods = [(a.timestamp(), b.timestamp()) for a, b in cal.get(c["device"], ())]
-            dump.append(rows[-1] | {"t": t[idx], "y": y[idx], "now": now, "mu": mu[i], "sd": sd[i], "away": periods})
+            ok = ~np.isnan(inputs["t"][i])
+            dump.append(rows[-1] | {
+                "t": inputs["t"][i, ok], "y": inputs["level"][i, ok], "now": now, "step": float(inputs["step"][i]),
+                "mu": float(inputs["prior_rate"][i]), "sd": float(inputs["prior_rate_sd"][i]),
+                "away": periods[i] if periods else [], "unit": picked[i].unit, "capacity": picked[i].capacity,
+            })  # fmt: skip
     return rows
 
 
@@ -189,7 +192,7 @@ def _cap(days: np.ndarray) -> np.ndarray:
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """MAE of days to empty and how often each forecast was early enough, over answered cases."""
-    ans = [r for r in rows if np.isfinite(r["q"][2])]
+    ans = [r for r in rows if not np.isnan(r["q"][2])]  # "never empties" is an answer (capped at a year)
     out: dict[str, Any] = {"cases": len(rows), "answered": len(ans)}
     if not ans:
         return out

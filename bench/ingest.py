@@ -231,12 +231,14 @@ def _stored() -> float:
     return sum(REGISTRY.get_sample_value("replenish_gateway_readings_total", {"outcome": o}) or 0.0 for o in ("stored", "duplicates"))
 
 
-def gateway_sub(port: int, url: str, client_id: str, readings: int | None, batch_size: int, batch_wait: float) -> float:
+def gateway_sub(port: int, url: str, client_id: str, readings: int | None, batch_size: int, batch_wait: float, writers: int = 2) -> float:
     """The gateway's Ingestor on a fresh engine: create the session, or drain until `readings` are committed."""
     from gateway import GatewayStore, Ingestor, MqttTarget, WallClock, make_engine
 
     engine = make_engine(url)
-    ingestor = Ingestor(GatewayStore(engine), WallClock(), MqttTarget("127.0.0.1", port), client_id=client_id, batch_size=batch_size, batch_wait=batch_wait)
+    ingestor = Ingestor(
+        GatewayStore(engine), WallClock(), MqttTarget("127.0.0.1", port), client_id=client_id, batch_size=batch_size, batch_wait=batch_wait, writers=writers
+    )
     before = _stored()
     t0 = time.perf_counter()
     ingestor.start()
@@ -342,8 +344,9 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=1000)
     ap.add_argument("--publishers", type=int, default=4, help="publisher processes")
     ap.add_argument("--backends", default="postgres,sqlite")
-    ap.add_argument("--batch-size", type=int, default=1000)
-    ap.add_argument("--batch-wait", type=float, default=0.05)
+    ap.add_argument("--batch-size", type=int, default=5000, help="most messages a writer commits at once")
+    ap.add_argument("--batch-wait", type=float, default=0.02, help="seconds the parser waits to fill a chunk")
+    ap.add_argument("--writers", type=int, default=2, help="the gateway's store threads (Ingestor(writers=...))")
     ap.add_argument("--latency-seconds", type=float, default=5.0)
     args = ap.parse_args()
     backends = [b for b in args.backends.split(",") if b]
@@ -367,7 +370,7 @@ def main() -> None:
         out["paho_per_s"] = round(paho_sub(port, "b-paho", n))
         print(f"bare paho drains {out['paho_per_s']}/s", flush=True)
         for backend, url in urls.items():
-            rate = gateway_sub(port, url, f"b-gw-{backend}", readings, args.batch_size, args.batch_wait)
+            rate = gateway_sub(port, url, f"b-gw-{backend}", readings, args.batch_size, args.batch_wait, args.writers)
             res: dict[str, Any] = {"per_s": round(rate), "vs_paho": round(rate / out["paho_per_s"], 2), "vs_mosquitto_sub": round(rate / out["mosquitto_sub_per_s"], 3)}
             res |= check(url, readings)
             print(f"gateway on {backend} drains {res['per_s']}/s ({res['vs_paho']}x paho), lost {res['lost']}, duplicated {res['duplicated']}", flush=True)

@@ -77,6 +77,7 @@ def forecast_batch(
     away: np.ndarray | Sequence[Sequence[tuple[float, float]]] | None = None,
     prior_rate: np.ndarray | None = None,
     prior_rate_sd: np.ndarray | None = None,
+    counted: np.ndarray | None = None,
     chunk: int = _CHUNK,
     quantiles: Sequence[float] = (),
 ) -> ForecastArrays:
@@ -87,6 +88,7 @@ def forecast_batch(
     (S,). step: (S,) quantisation step (0 = none, NaN or omitted = detect). away: per slot
     (start, end) seconds with no household use, as an (S, K, 2) NaN-padded array or S lists.
     prior_rate, prior_rate_sd: (S,) population prior of the rate (fraction/day; NaN = none).
+    counted: (S,) bool, True where the level counts whole units (unit `count`, with step = 1 unit).
     quantiles: extra probabilities (0..1) of being empty sooner, returned in `tte_quantiles`.
     """
     t = np.atleast_2d(np.asarray(t, dtype=np.float64))
@@ -101,6 +103,7 @@ def forecast_batch(
     mu0 = _per_slot(prior_rate, s, np.nan)
     sd0 = _per_slot(prior_rate_sd, s, np.nan)
     away_a = _pad_away(away, s)
+    counted_a = None if counted is None else np.broadcast_to(np.asarray(counted, dtype=bool), (s,))
     if any(not 0 < q < 1 for q in quantiles):
         raise ValueError(f"quantiles must lie strictly between 0 and 1, got {quantiles}")
     zs = tuple(NormalDist().inv_cdf(q) for q in quantiles)
@@ -111,7 +114,8 @@ def forecast_batch(
     for lo in range(0, s, size):
         sl = slice(lo, lo + size)
         part = fit_chunk(
-            t[sl], y[sl], now_a[sl], step_a[sl], None if away_a is None else away_a[sl], mu0[sl], sd0[sl], zs
+            t[sl], y[sl], now_a[sl], step_a[sl], None if away_a is None else away_a[sl], mu0[sl], sd0[sl], zs,
+            None if counted_a is None else counted_a[sl],
         )
         for k, v in zip(names, part):
             out[k][sl] = v

@@ -14,9 +14,10 @@ _Z90 = 1.2815515655446004  # one-sided 90 % normal quantile: P10 and P90
 # A rise this far beyond one quantisation step is a refill: about 7 sd of the difference of two
 # readings with 1 % noise, and below any real top-up.
 _REFILL_JUMP = 0.10
-# Steps we detect, coarsest first: 4 bars, 5 bars, 10 % and 5 %. Finer resolutions (1 %) are
-# treated as unquantised: their rounding error (0.3 % sd) is just noise.
-_STEPS = (0.25, 0.2, 0.1, 0.05)
+# Steps we detect, coarsest first: 4 bars, 5 bars, 10 %, 5 % and whole percent. A slow level in
+# whole percent repeats one value for days: its rounding error is not independent noise but a
+# band, as much as a 10 % step is (a toner at 0.1 %/day shows "1 %" for ten days).
+_STEPS = (0.25, 0.2, 0.1, 0.05, 0.01)
 _STEP_TOL = 1e-6  # on a step if this close to a multiple of it (float32 round trips stay within)
 _MIN_DETECT = 3  # readings needed before a row's levels can be called quantised
 _MIN_POINTS = 3  # a line with an error estimate needs three points
@@ -24,6 +25,8 @@ _MIN_POINTS = 3  # a line with an error estimate needs three points
 # exponential sizes. Used when the data cannot measure it, and as a prior worth _PRIOR_DOF increments.
 _EVENT_SIZE = 0.02
 _PRIOR_DOF = 3.0
+# A rise of this many steps between two readings (short of a refill) is noise, not edge flicker.
+_NOISY_RISE, _NOISY_RISES = 1.5, 2
 _STEP_BURSTS = 2.0  # bursts about one quantisation step in size, exponential: E[X^2]/E[X] = 2 x step
 _MAX_CV = 3.0  # beyond this relative sd a log-normal rate is meaningless: keep it normal
 _RATE_SD_FLOOR = 1e-6  # per day: keeps a noiseless line from having infinite precision
@@ -69,14 +72,17 @@ def _detect_step(lv: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
         k = lv[rows] / fine
         ki = np.rint(k)
         on = ~(np.abs(k - ki) >= tol).any(axis=1)  # NaN padding compares False
-        # Which multiples of the fine step occur, as bits (NaN casts out of range and is clipped
-        # to bit 0: level 0 sits on every step).
-        seen = np.bitwise_or.reduce(np.left_shift(1, np.clip(ki.astype(np.int32), 0, 30)), axis=1)
-        found = np.where(on, fine, 0.0)
-        for cand in reversed(_STEPS[:-1]):  # finer first, so coarser ones overwrite
-            mult = round(cand / fine)
-            grid = sum(1 << b for b in range(0, 31, mult))
-            found = np.where(on & (seen & ~grid == 0), cand, found)
+        # The greatest common divisor of the levels in fine steps (NaN counts as 0, which every
+        # step divides) says which coarser grids they all sit on.
+        g = np.gcd.reduce(np.nan_to_num(ki).astype(np.int64), axis=1)
+        found = np.zeros(rows.size)
+        for cand in _STEPS:  # coarsest first: the first that fits wins
+            found = np.where(on & (found == 0) & (g % round(cand / fine) == 0), cand, found)
+        # The finest step is a band only if the level stays in it: a row that repeats its value
+        # at fewer than half of its readings moves faster than its resolution, and its rounding
+        # is independent noise.
+        repeats = _row_sum(ki[:, 1:] == ki[:, :-1])  # NaN never equals
+        found[(found == fine) & (2 * repeats < n_valid[rows] - 1)] = 0.0
         step[rows] = found
     return step
 
@@ -132,11 +138,13 @@ def fit_chunk(
     mu0: np.ndarray,
     sd0: np.ndarray,
     zs: tuple[float, ...] = (),
+    counted: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ...]:
     """Forecast one chunk; returns rate, level, p10, p50, p90, confidence, n, method, rate sd, prior weight, step, extra quantiles.
 
     zs: normal scores of extra quantiles of the time to empty (negative: earlier than P50); the
-    last value returned is their (S, len(zs)) array.
+    last value returned is their (S, len(zs)) array. counted: (S,) bool, levels that count whole
+    units (their band lies below the reading, not around it).
     """
     # Hot (S, N) arrays are float32 and updated in place: allocation, not arithmetic, is the cost.
     s, ncol = t.shape
@@ -173,6 +181,10 @@ def fit_chunk(
         elif todo.size:
             step[todo] = _detect_step(lv[todo], n_valid[todo])
         half = step / 2
+        if counted is not None and counted.any():
+            # A count of k whole units is k - 1 to k units' worth of steady use (the unit in use
+            # counts until it is used up): the band's centre is half a unit below the reading.
+            lv -= np.where(counted & (step > 0), half, 0.0)[:, None].astype(np.float32)
 
         # Segment: readings after the last big upward jump (a refill the caller left in).
         rise = (lv[:, 1:] - lv[:, :-1]) > (_REFILL_JUMP + step)[:, None].astype(np.float32)
@@ -182,8 +194,18 @@ def fit_chunk(
             start[jumped] = ncol - 1 - np.argmax(rise[jumped, ::-1], axis=1)
         n_seg = n_valid - start
         last = n_valid - 1
-        x_last, y_last = _at(x, last), _at(lv, last)
+        x_last, y_last, y_first = _at(x, last), _at(lv, last), _at(lv, start)
         span = x_last - _at(x, start)
+        # A quantised row whose level rises by two steps or more between readings (short of a
+        # refill), more than once, is noisier than its step: its rounding is part of the noise,
+        # and a new low is as likely a dip of the noise as use, so it is fitted as an unquantised
+        # level. (One such rise alone may be an unseen top-up.)
+        qr = np.flatnonzero(step > 0)
+        if qr.size:
+            up = (lv[qr, 1:] - lv[qr, :-1]) > (_NOISY_RISE * step[qr, None]).astype(np.float32)
+            noisy = qr[_row_sum(up & (col[1:] > start[qr, None])) >= _NOISY_RISES]
+            step[noisy] = 0.0
+            half[noisy] = 0.0
         q = step > 0
         floor_last = y_last.copy()
 
@@ -248,7 +270,11 @@ def fit_chunk(
         eta2 = np.nan_to_num(alpha / 2)
         rate_d = -slope
         incr = np.maximum(n - 1, 0)
-        sig2 = (incr * np.nan_to_num(beta) + _PRIOR_DOF * _EVENT_SIZE * np.maximum(rate_d, 0)) / (incr + _PRIOR_DOF)
+        # The burstiness prior grows with the rate. A day of flat readings puts the slot's own rate
+        # near zero, which says nothing about the bursts to come: where the fleet's median rate is
+        # known and larger, the prior's bursts are those of the fleet's median household.
+        r_ref = np.fmax(np.maximum(rate_d, 0), mu0)
+        sig2 = (incr * np.nan_to_num(beta) + _PRIOR_DOF * _EVENT_SIZE * r_ref) / (incr + _PRIOR_DOF)
         # Var of an OLS slope when the level is a random walk plus noise: the walk's part is
         # sigma^2 sum(gap_j * P_j^2) / sxx^2, P_j the sum of centred times before point j
         # (a product with a triangle of ones: a cumulative sum along rows is slower).
@@ -259,7 +285,8 @@ def fit_chunk(
 
         reg = (n >= _MIN_POINTS) & (sxx > 0) & np.isfinite(var_d)
         bound = q & ~reg & (span > 0)
-        k = np.where(q, n, 0)
+        # Steps descended since the first reading (a drop between two readings may span several).
+        k = np.where(q, np.maximum(np.rint((y_first - floor_last) / np.where(q, step, 1.0)), 0), 0)
         rate_d = np.where(reg, rate_d, np.where(bound, np.maximum(k, 0.5) * step / span, np.nan))
         var_d = np.where(reg, var_d, np.square(np.minimum(k + 1, 2) * step / span) / 12)
         pd = np.where(reg | bound, 1 / np.maximum(var_d, _RATE_SD_FLOOR**2), 0.0)

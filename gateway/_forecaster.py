@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -87,6 +88,8 @@ class Forecaster:
         self.batch_size = batch_size
         self.prior_every = prior_every
         self.priors: dict[tuple[str, str], Prior] = {}
+        # Groups whose prior is learnt in the slot's own unit: the capacity its rate refers to.
+        self.prior_capacity: dict[tuple[str, str], float] = {}
         self.priors_at: datetime | None = None
 
     def refresh(self, now: datetime, away: AwayProvider | None = None) -> int:
@@ -107,14 +110,17 @@ class Forecaster:
         return len(keys)
 
     def learn_priors(self, now: datetime) -> dict[tuple[str, str], Prior]:
-        """Rebuild the (model, slot) priors from the stored forecasts that rest on their own data."""
+        """Relearn the (model, slot) priors from the stored forecasts that rest on their own data (others keep theirs)."""
         models = {d.device_id: d.model for d in self.store.devices() if d.model}
         ids = list(models)
         rates: list[float] = []
+        caps: list[float] = []
         groups: list[str] = []
         keys: dict[str, tuple[str, str]] = {}
         for lo in range(0, len(ids), _ID_CHUNK):
-            for (device_id, slot_id), f in self.store.forecasts(ids[lo : lo + _ID_CHUNK]).items():
+            chunk = ids[lo : lo + _ID_CHUNK]
+            capacity = {(s.device_id, s.slot_id): s.capacity for s in self.store.slots(chunk)}
+            for (device_id, slot_id), f in self.store.forecasts(chunk).items():
                 e = f.explanation or {}
                 weight = e.get("prior_weight")
                 if f.rate_per_day is None or e.get("method") not in MEASURED_METHODS or (weight or 0.0) > _TEACH_PRIOR_WEIGHT:
@@ -123,26 +129,49 @@ class Forecaster:
                 group = f"{key[0]}\x1f{key[1]}"
                 keys[group] = key
                 rates.append(f.rate_per_day)
+                caps.append(capacity.get((device_id, slot_id)) or math.nan)
                 groups.append(group)
-        self.priors, self.priors_at = {}, now
-        r = np.array(rates)
+        # A group with too few data-rich slots this time keeps the prior it had: its slots may lean
+        # on that prior so much that they stop teaching it (milk bought every few days).
+        self.priors_at = now
+        r, c = np.array(rates), np.array(caps)
         g_all = np.array(groups)
         use = r > 0  # households' rates spread log-normally: learn the median and spread of log-rates
         if not use.any():
             return self.priors
         gids, med, sd = population_prior(np.log(r[use]), g_all[use])
+        # The same in the slot's own unit (grams, ml a day): a household uses its beans, whatever
+        # the size of the bag it bought. Whichever of the two spreads less across the fleet is
+        # the better prior for a newcomer (equal capacities: the same).
+        has_cap = use & (c > 0)
+        gids_u, med_u, sd_u = population_prior(np.log(r[has_cap] * c[has_cap]), g_all[has_cap])
+        by_unit = dict(zip(gids_u.tolist(), zip(med_u.tolist(), sd_u.tolist(), strict=True), strict=True))
         counts = dict(zip(*np.unique(g_all[use], return_counts=True), strict=True))
+        ref = {g: float(np.median(c[has_cap & (g_all == g)])) for g in by_unit}
         for g, m, s in zip(gids.tolist(), med.tolist(), sd.tolist(), strict=True):
-            if counts[g] >= _MIN_FLEET:
-                # The core reads a prior as log-normal with median `rate` and log-sd sqrt(log(1 + (sd/rate)^2)).
-                s = max(s, _PRIOR_MIN_LOG_SD)
-                self.priors[keys[g]] = (math.exp(m), math.exp(m) * math.sqrt(math.expm1(s * s)))
+            if counts[g] < _MIN_FLEET:
+                continue
+            self.prior_capacity.pop(keys[g], None)
+            if g in by_unit and by_unit[g][1] < s - 1e-9 and np.sum(has_cap & (g_all == g)) == counts[g]:
+                # Kept as the fraction per day of the group's median capacity, rescaled per slot.
+                m, s = by_unit[g][0] - math.log(ref[g]), by_unit[g][1]
+                self.prior_capacity[keys[g]] = ref[g]
+            # The core reads a prior as log-normal with median `rate` and log-sd sqrt(log(1 + (sd/rate)^2)).
+            s = max(s, _PRIOR_MIN_LOG_SD)
+            self.priors[keys[g]] = (math.exp(m), math.exp(m) * math.sqrt(math.expm1(s * s)))
         return self.priors
 
     def compute(
         self, slots: Sequence[GwSlot], now: datetime, away: AwayProvider | None = None, quantiles: Sequence[float] = ()
     ) -> tuple[list[tuple[str, str]], ForecastArrays]:
         """Forecast the given slots from their stored readings since the last refill; nothing is written."""
+        keys, inputs = self.inputs(slots, now, away)
+        return keys, forecast_batch(**inputs, quantiles=quantiles)
+
+    def inputs(
+        self, slots: Sequence[GwSlot], now: datetime, away: AwayProvider | None = None
+    ) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+        """The keys of the given slots and the core's arguments for them (`forecast_batch(**inputs)`)."""
         keys = [(s.device_id, s.slot_id) for s in slots]
         series = self.store.readings_since((s.device_id, s.slot_id, s.segment_start) for s in slots)
         picked = []
@@ -157,19 +186,20 @@ class Forecaster:
         y_a = np.full((len(keys), width), np.nan)
         for i, (t, y) in enumerate(picked):
             t_a[i, : len(t)], y_a[i, : len(y)] = t, y
-        mu, sd = self._slot_priors(keys)
-        periods = self._away(keys, away)
+        capacity = np.array([s.capacity if s.capacity > 0 else np.nan for s in slots])
+        mu, sd = self._slot_priors(keys, capacity)
         # A counted consumable (tablets, doses) moves in steps of one unit, and scales and meters
         # often report in round units (10 g, 10 ml): tell the core, which only detects steps of
         # 5 % and coarser.
-        capacity = np.array([s.capacity if s.capacity > 0 else np.nan for s in slots])
-        step = np.where([s.unit == "count" for s in slots], 1 / capacity, np.nan)
+        counted = np.array([s.unit == "count" for s in slots], dtype=bool)
+        step = np.where(counted, 1 / capacity, np.nan)
         measured = np.array([s.unit in ("g", "ml") for s in slots])
         step = np.where(np.isnan(step) & measured, unit_step(y_a, capacity), step)
-        fa = forecast_batch(
-            t_a, y_a, now.timestamp(), step=step, away=periods, prior_rate=mu, prior_rate_sd=sd, quantiles=quantiles
-        )
-        return keys, fa
+        inputs = {
+            "t": t_a, "level": y_a, "now": now.timestamp(), "step": step, "away": self._away(keys, away),
+            "prior_rate": mu, "prior_rate_sd": sd, "counted": counted,
+        }  # fmt: skip
+        return keys, inputs
 
     def rows(self, keys: Sequence[tuple[str, str]], fa: ForecastArrays, now: datetime) -> list[GwForecast]:
         """The forecasts as rows to store, each with the core's explanation."""
@@ -194,16 +224,20 @@ class Forecaster:
             )
         return rows
 
-    def _slot_priors(self, keys: Sequence[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    def _slot_priors(self, keys: Sequence[tuple[str, str]], capacity: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         mu = np.full(len(keys), np.nan)
         sd = np.full(len(keys), np.nan)
         if not self.priors:
             return mu, sd
         models = {d.device_id: d.model for d in self.store.devices({k[0] for k in keys})}
         for i, (device_id, slot_id) in enumerate(keys):
-            prior = self.priors.get((models.get(device_id) or "", slot_id))
+            group = (models.get(device_id) or "", slot_id)
+            prior = self.priors.get(group)
             if prior is not None:
                 mu[i], sd[i] = prior
+                ref = self.prior_capacity.get(group)
+                if ref is not None and capacity is not None and capacity[i] > 0:
+                    mu[i], sd[i] = mu[i] * ref / capacity[i], sd[i] * ref / capacity[i]
         return mu, sd
 
     @staticmethod

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import itertools
 import logging
-import queue
 import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,6 +33,48 @@ _BIRTH_TRIES = 3  # two workers may create the same device at once; the loser fi
 _SHARE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _OUTCOMES = ("stored", "duplicates", "not_consented", "unknown", "rejected")
 _Op = tuple[str, Delivery, Any]  # ("telemetry" | "birth" | "status" | "reject", delivery, what to store)
+_CHUNK = 500  # deliveries the parser takes off the connection at a time
+
+
+class _Parsed:
+    """Parsed chunks waiting for a writer; `take` hands over whole chunks, in order, up to a size."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit  # the parser waits while this many deliveries are waiting
+        self._chunks: deque[tuple[list[Delivery], list[_Op]]] = deque()
+        self._size = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def put(self, batch: list[Delivery], ops: list[_Op]) -> None:
+        with self._cond:
+            while self._size >= self._limit and not self._closed:
+                self._cond.wait()
+            self._chunks.append((batch, ops))
+            self._size += len(batch)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """No more chunks: writers drain what is left, then `take` returns None."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def take(self, most: int) -> tuple[list[Delivery], list[_Op]] | None:
+        with self._cond:
+            while not self._chunks and not self._closed:
+                self._cond.wait()
+            if not self._chunks:
+                return None
+            batch, ops = self._chunks.popleft()
+            batch, ops = list(batch), list(ops)
+            while self._chunks and len(batch) + len(self._chunks[0][0]) <= most:
+                more, more_ops = self._chunks.popleft()
+                batch += more
+                ops += more_ops
+            self._size -= len(batch)
+            self._cond.notify_all()
+            return batch, ops
 
 
 def subscriptions(share_group: str | None) -> tuple[str, ...]:
@@ -53,15 +94,18 @@ class Ingestor:
         clock: Clock,
         target: MqttTarget,
         client_id: str = "replenish-gateway",
-        batch_size: int = 1000,
-        batch_wait: float = 0.05,
+        batch_size: int = 5000,
+        batch_wait: float = 0.02,
         share_group: str | None = None,
         mqtt_version: int | None = None,
+        writers: int = 2,
     ) -> None:
         if share_group is not None and not _SHARE_NAME.fullmatch(share_group):
             raise ValueError(f"share group must be 1-64 of [A-Za-z0-9_-], got {share_group!r}")
         if share_group and mqtt_version == V311:
             raise ValueError("a shared subscription (share_group) needs MQTT 5")
+        if writers < 1:
+            raise ValueError(f"writers must be at least 1, got {writers}")
         self.store = store
         self.clock = clock
         self.target = target
@@ -69,11 +113,17 @@ class Ingestor:
         self.batch_size = batch_size
         self.batch_wait = batch_wait
         self.share_group = share_group or None
+        self.writers = writers
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        # Two stages: one thread parses a batch while the other stores and acknowledges the one
-        # before; the database's time (in C, or waiting on the server) overlaps with the parsing.
-        self._parsed: queue.Queue[tuple[list[Delivery], list[_Op]] | None] = queue.Queue(maxsize=2)
+        # Two stages: one thread parses batches while `writers` threads, each on its own database
+        # connection, store and acknowledge the ones before. Ingest only appends rows, so
+        # concurrent batches never wait on each other's locks: the database's time (in C, or on
+        # the server) overlaps with the parsing and with the other writers' statements.
+        # Batches adapt to the load: the parser hands over chunks as they arrive, and a writer that
+        # comes free takes all that is waiting (up to `batch_size`). At a trickle each message is
+        # stored at once; under a flood batches grow, and with them what one commit carries.
+        self._parsed = _Parsed(limit=2 * batch_size)
         self._in_hand = 0  # taken from the connection, not yet acknowledged
         self._count_lock = threading.Lock()
         # Acknowledging after commit keeps up to this many messages unacknowledged at the broker:
@@ -95,7 +145,8 @@ class Ingestor:
                     "and the embedded broker speaks only MQTT 3.1.1"
                 ) from exc
             raise
-        for name, target in (("parse", self._run), ("store", self._write)):
+        stages = [("parse", self._run)] + [(f"store{i}", self._write) for i in range(self.writers)]
+        for name, target in stages:
             thread = threading.Thread(target=target, name=f"ingest-{name}-{self.client_id}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -123,18 +174,19 @@ class Ingestor:
             stopping = self._stop.is_set()
             # On stop, one last pass takes everything queued; later arrivals stay unacknowledged
             # and the broker redelivers them to the next worker on this session.
-            batch = self._conn.take(1 << 30, 0, 0) if stopping else self._conn.take(self.batch_size, self.batch_wait, 0.2)
+            chunk = min(self.batch_size, _CHUNK)
+            batch = self._conn.take(1 << 30, 0, 0) if stopping else self._conn.take(chunk, self.batch_wait, 0.2)
             if batch:
                 with self._count_lock:
                     self._in_hand += len(batch)
-                self._parsed.put((batch, self._parse(batch)))
+                self._parsed.put(batch, self._parse(batch))
             if stopping:
-                self._parsed.put(None)
+                self._parsed.close()
                 return
 
     def _write(self) -> None:
-        """Stage 2: store each parsed batch in order, then acknowledge it."""
-        while (job := self._parsed.get()) is not None:
+        """Stage 2 (one thread per writer): store a parsed batch, then acknowledge it."""
+        while (job := self._parsed.take(self.batch_size)) is not None:
             batch, ops = job
             started = time.perf_counter()
             for attempt in itertools.count(1):

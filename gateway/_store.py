@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from ._ingest_sql import BatchSql
+from ._ingest_sql import BatchSql, db_time, py_time
 from ._messages import Birth, Telemetry
 from ._models import GwDeadLetter, GwDevice, GwForecast, GwReading, GwSlot
 from ._normalise import corrected_time, estimate_clock_offset, is_refill, relaxed_clock_offset
@@ -80,9 +83,9 @@ class _DeviceClock:
         # Unbound by newer messages, the stored pair relaxes to the same estimate later on.
         return offset is None or offset_at is None or abs(self.clock_offset_s - relaxed_clock_offset(offset, offset_at, self.clock_offset_at)) > _OFFSET_SLACK_S
 
-    def row(self, device_id: str, sql: BatchSql) -> tuple[Any, ...]:
+    def row(self, device_id: str, pg: bool) -> tuple[Any, ...]:
         """Key then last_seen_at, clock_offset_s, clock_offset_at, as the backend stores them."""
-        return (device_id, sql.to_db(self.last_seen_at), self.clock_offset_s, sql.to_db(self.clock_offset_at))
+        return (device_id, db_time(self.last_seen_at, pg), self.clock_offset_s, db_time(self.clock_offset_at, pg))
 
 
 class _SlotState:
@@ -112,6 +115,8 @@ class GatewayStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._clock_cache: dict[str, _DeviceClock] = {}
+        self._clock_lock = threading.Lock()
+        self._sqlite_writer = threading.Lock()
 
     def record_birth(self, device_id: str, birth: Birth, now: datetime) -> None:
         """Create or update a device and its slots from its birth message; keeps slot state."""
@@ -178,12 +183,30 @@ class GatewayStore:
         counts = IngestCounts()
         if not batch:
             return counts
-        with self.engine.begin() as conn:
+        pg = self.engine.dialect.name == "postgresql"
+        with self._clock_lock:  # concurrent writers share the clocks; the statements below run unlocked
+            clocks = self._clocks({m.device_id for m in batch})
+            rows = self._rows(batch, clocks, pg)
+            due = [(device_id, clock) for device_id, clock in clocks.items() if clock.changed()]
+            # In id order, so that two writers updating the same devices cannot deadlock.
+            device_rows = [clock.row(device_id, pg) for device_id, clock in sorted(due, key=lambda d: d[0])]
+        # SQLite takes one writer at a time and makes the others poll with growing sleeps: queue
+        # them here instead. PostgreSQL runs concurrent appends side by side.
+        with nullcontext() if pg else self._sqlite_writer, self.engine.begin() as conn:
             sql = BatchSql(conn)
-            clocks = self._clocks(sql, {m.device_id for m in batch})
-            to_db = sql.to_db
-            rows: list[tuple[Any, ...]] = []
-            for msg in batch:
+            stage = sql.insert_readings(rows)
+            sql.update(_DEV, ["device_id"], _DEV_COLS[1:], device_rows)
+        for _, clock in due:  # committed: the database now holds these
+            clock.stored = (clock.last_seen_at, clock.clock_offset_s, clock.clock_offset_at)
+        counts.stored, counts.duplicates, counts.not_consented, counts.unknown, counts.rejected = stage
+        return counts
+
+    @staticmethod
+    def _rows(batch: Sequence[TelemetryIn], clocks: dict[str, _DeviceClock], pg: bool) -> list[tuple[Any, ...]]:
+        """The batch's readings as stage rows, each at its device's corrected time."""
+        to_db = partial(db_time, pg=pg)
+        rows: list[tuple[Any, ...]] = []
+        for msg in batch:
                 telemetry = msg.telemetry
                 device_ts = telemetry.ts
                 clock = clocks.get(msg.device_id)
@@ -194,15 +217,9 @@ class GatewayStore:
                 for slot_id, raw in telemetry.levels.items():
                     value = None if isinstance(raw, str) else raw  # parse_telemetry gives floats, sentinels or None
                     rows.append((msg.device_id, slot_id, telemetry.seq, ts_db, device_ts_db, value, slot_id in replaced, received_db))
-            stage = sql.insert_readings(rows)
-            due = [(device_id, clock) for device_id, clock in clocks.items() if clock.changed()]
-            sql.update(_DEV, ["device_id"], _DEV_COLS[1:], [clock.row(device_id, sql) for device_id, clock in sorted(due, key=lambda d: d[0])])
-        for _, clock in due:  # committed: the database now holds these
-            clock.stored = (clock.last_seen_at, clock.clock_offset_s, clock.clock_offset_at)
-        counts.stored, counts.duplicates, counts.not_consented, counts.unknown, counts.rejected = stage
-        return counts
+        return rows
 
-    def _clocks(self, sql: BatchSql, device_ids: set[str]) -> dict[str, _DeviceClock]:
+    def _clocks(self, device_ids: set[str]) -> dict[str, _DeviceClock]:
         """The batch's devices' clocks, from this worker's cache or, for newcomers, from the database.
 
         Each worker keeps its own estimate from the messages it sees (under a shared subscription,
@@ -214,8 +231,9 @@ class GatewayStore:
             if len(self._clock_cache) + len(missing) > _CLOCK_CACHE:
                 self._clock_cache.clear()
                 missing = list(device_ids)
-            for r in sql.select_in(_DEV, _DEV_COLS, "device_id", sorted(missing)):
-                self._clock_cache[r[0]] = _DeviceClock(sql.from_db(r[1]), r[2], sql.from_db(r[3]))
+            with self.engine.connect() as conn:
+                for r in BatchSql(conn).select_in(_DEV, _DEV_COLS, "device_id", sorted(missing)):
+                    self._clock_cache[r[0]] = _DeviceClock(py_time(r[1]), r[2], py_time(r[3]))
         return {d: c for d in device_ids if (c := self._clock_cache.get(d)) is not None}
 
     def settle(self, limit: int = 50_000) -> int:

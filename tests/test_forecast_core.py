@@ -189,6 +189,60 @@ def test_step_is_detected_per_row():
     assert forecast_batch(t, y, T0, step=np.zeros(4)).step.tolist() == [0, 0, 0, 0]
 
 
+def test_a_count_is_the_top_of_its_band_so_the_last_unit_is_not_forecast_half_a_unit_late():
+    # Five doses, one used every 10 days (days 5.5, 15.5, 25.5, 35.5): a daily count 5, 4, 3, 2, 1.
+    days = np.arange(41.0)
+    count = 5 - np.searchsorted(np.array([5.5, 15.5, 25.5, 35.5]), days)
+    t, y = (T0 + days * DAY)[None], (count / 5)[None]
+    kw = {"step": np.array([0.2])}
+    counted = one(forecast_batch(t, y, T0 + 40 * DAY, counted=np.array([True]), **kw))
+    rounded = one(forecast_batch(t, y, T0 + 40 * DAY, **kw))
+    # The last dose goes at day 45.5: 5.5 days on. Read as a rounded level, "1" would be 0.5-1.5
+    # doses and the run-out 10.5 days on, half a dose (5 days) late.
+    assert counted["method"] == "step-down regression"
+    assert counted["rate_per_day"] == pytest.approx(0.02, rel=1e-4)
+    assert counted["tte_days"]["p50"] == pytest.approx(5.5, rel=1e-3)
+    assert rounded["tte_days"]["p50"] == pytest.approx(10.5, rel=1e-3)
+
+
+def test_the_step_bound_counts_steps_descended_not_step_downs():
+    # One drop of three 10 % steps between two readings a day apart, then flat: used 0.2-0.4 in 3 days.
+    days = np.arange(4.0)
+    t, y = (T0 + days * DAY)[None], np.array([[0.9, 0.9, 0.6, 0.6]])
+    e = one(forecast_batch(t, y, T0 + 3 * DAY, step=np.array([0.1])))
+    assert e["method"] == "step bound"
+    assert e["rate_per_day"] == pytest.approx(0.3 / 3)
+    assert e["rate_sd_per_day"] == pytest.approx(0.2 / 3 / np.sqrt(12))
+
+
+def test_a_quantised_level_noisier_than_its_step_is_fitted_as_a_plain_level():
+    # A scale in 10 g steps of a 250 g bag (4 %) with 10 g of noise: new lows are often dips.
+    rng = np.random.default_rng(3)
+    days = np.arange(0.0, 6.0, 0.25)
+    true = 0.9 - 0.1 * days
+    y = np.round((true + rng.normal(0, 0.04, days.size)) / 0.04) * 0.04
+    assert np.sum(np.diff(y) > 0.06) >= 2  # rises of two steps
+    e = one(forecast_batch((T0 + days * DAY)[None], y[None], T0 + days[-1] * DAY, step=np.array([0.04])))
+    assert e["method"] == "level regression" and e["step"] == 0.0
+    assert e["rate_per_day"] == pytest.approx(0.1, rel=0.1)
+    # One such rise alone (a top-up the gateway did not see) does not make a row noisy.
+    flat = np.array([[0.2, 0.2, 0.1, 0.0, 0.0, 0.3, 0.3, 0.2, 0.2]])
+    e = one(forecast_batch((T0 + np.arange(9.0) * DAY)[None], flat, T0 + 8 * DAY, step=np.array([0.1])))
+    assert e["step"] == 0.1
+
+
+def test_a_slow_level_in_whole_percent_is_a_band_not_noise():
+    # A toner at 0.1 %/day, reported four times a day in whole percent: "1 %" for ten days.
+    days = np.arange(0.0, 90.0, 0.25)
+    true = 0.1 - 0.001 * days
+    y = np.round(true * 100) / 100
+    e = one(forecast_batch((T0 + days * DAY)[None], y[None], T0 + days[-1] * DAY))
+    assert e["step"] == pytest.approx(0.01) and e["method"] == "step-down regression"
+    assert e["rate_per_day"] == pytest.approx(0.001, rel=0.02)
+    assert e["level_now"] == pytest.approx(true[-1], abs=0.001)  # from the last step-down, not the band's centre
+    assert e["tte_days"]["p10"] < true[-1] / 0.001 < e["tte_days"]["p90"]
+
+
 # --- 2: noise ----------------------------------------------------------------------------------
 
 

@@ -53,6 +53,32 @@ def test_priors_are_learnt_per_model_and_slot_and_carry_a_cold_start_slot(engine
     assert got[("stranger", "ink")].empty_p10 is None
 
 
+def _scale(store: GatewayStore, device_id: str, capacity: float, grams: Sequence[float]) -> datetime:
+    """A consenting coffee machine with a bag of `capacity` grams that reported `grams` once a day from START."""
+    store.record_birth(device_id, Birth("bean2cup", "coffee", "1.0", (SlotSpec("beans", "coffee.beans", "g", capacity),)), START)
+    store.set_store_readings(device_id, True)
+    batch = [TelemetryIn(device_id, Telemetry(i, START + i * DAY, {"beans": round(v, 3)}), START + i * DAY) for i, v in enumerate(grams)]
+    store.store_telemetry(batch)
+    return START + (len(grams) - 1) * DAY
+
+
+def test_a_prior_is_learnt_in_grams_when_households_buy_different_bags(engine: Engine) -> None:
+    store = GatewayStore(engine)
+    # Six households drink about 30 g a day, from 250 g or 1 kg bags: 3 % or 12 % of a bag a day.
+    for i, (bag, g) in enumerate([(250, 28.1), (1000, 29.3), (250, 30.2), (1000, 30.9), (250, 31.7), (1000, 32.3)]):
+        now = _scale(store, f"teach-{i}", bag, [bag - g * d for d in range(7)])
+    fc = Forecaster(store)
+    fc.refresh(now)
+    prior = fc.learn_priors(now)[("bean2cup", "beans")]
+    grams = math.sqrt(30.2 * 30.9)  # the median of the grams a day (the spread is floored)
+    assert fc.prior_capacity[("bean2cup", "beans")] == 625.0  # median bag; a slot's prior is rescaled to its own
+    assert prior[0] == pytest.approx(grams / 625, rel=1e-3)
+    new = _scale(store, "newcomer", 500, [500.0])
+    fc.refresh(max(now, new))
+    e = store.forecasts(["newcomer"])[("newcomer", "beans")].explanation
+    assert e["method"] == "prior only" and e["rate_per_day"] == pytest.approx(grams / 500, rel=1e-3)
+
+
 def test_the_prior_fades_as_the_slot_brings_its_own_readings(engine: Engine) -> None:
     store = GatewayStore(engine)
     fc = Forecaster(store)
