@@ -351,7 +351,8 @@ def test_prior_and_data_combine_by_precision_in_log_space():
     days = np.arange(10.0)
     t, y = (T0 + days * DAY)[None], (0.9 - 0.01 * days + rng.normal(0, 0.01, 10))[None]
     data = forecast_batch(t, y, T0 + 9 * DAY)
-    mu, sd = 0.02, 0.004
+    # A prior median below the data's rate (0.0066), so that the data's burst prior is its own (step 5).
+    mu, sd = 0.005, 0.001
     both = forecast_batch(t, y, T0 + 9 * DAY, prior_rate=np.array([mu]), prior_rate_sd=np.array([sd]))
     # Log-rates: the data's has variance (sd/r)^2, the log-normal prior's log(1 + (sd0/mu0)^2).
     r, sd_d = data.rate_per_day[0], data.rate_sd_per_day[0]

@@ -84,7 +84,9 @@ def test_the_prior_fades_as_the_slot_brings_its_own_readings(engine: Engine) -> 
     fc = Forecaster(store)
     fc.priors, fc.priors_at = {("hp-67", "ink"): (0.03, 0.015)}, START + 100 * DAY  # a fleet that uses 3 %/day
     weights, rates = [], []
-    for n in (3, 6, 12):
+    # (The burst prior is the fleet's median household's until the slot's own increments outweigh
+    # it, so a light user takes about three weeks of daily readings to shed most of the prior.)
+    for n in (3, 6, 12, 24):
         now = _device(store, f"dev-{n}", "hp-67", [90 - 1.0 * d for d in range(n)])
         fc.refresh(now)
         e = store.forecasts([f"dev-{n}"])[(f"dev-{n}", "ink")].explanation
