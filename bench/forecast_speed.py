@@ -64,13 +64,18 @@ def forecast_one(t, y, now, mu0, sd0):  # noqa: ANN001, ANN201, C901, PLR0915
     t, y = t[ok][order], y[ok][order]
     step = 0.0
     if len(y) >= 3:
-        for cand in (0.25, 0.2, 0.1, 0.05):
+        for cand in (0.25, 0.2, 0.1, 0.05, 0.01):
             if np.all(np.abs(y / cand - np.rint(y / cand)) < 1e-6 / cand):
                 step = cand
                 break
+        ki = np.rint(y / 0.01)
+        if step == 0.01 and 2 * np.sum(ki[1:] == ki[:-1]) < len(y) - 1:
+            step = 0.0  # whole percent that moves at most readings: rounding is noise
     cut = np.flatnonzero(np.diff(y) > 0.1 + step)
     start = cut[-1] + 1 if len(cut) else 0
     t, y = t[start:], y[start:]
+    if step > 0 and np.sum(np.diff(y) > 1.5 * step) >= 2:
+        step = 0.0  # noisier than its step
     x = (t - t[0]) / DAY if len(t) else t
     if step > 0:
         prev = np.r_[np.inf, np.minimum.accumulate(y)[:-1]]
@@ -95,14 +100,16 @@ def forecast_one(t, y, now, mu0, sd0):  # noqa: ANN001, ANN201, C901, PLR0915
         if beta < 0:
             alpha, beta = e2.mean(), 0.0
         eta2, r_d = alpha / 2, -slope
-        sig2 = ((n - 1) * beta + 3.0 * 0.02 * max(r_d, 0.0)) / (n - 1 + 3.0)
+        r_ref = max(r_d, mu0, 0.0) if np.isfinite(mu0) else max(r_d, 0.0)
+        sig2 = ((n - 1) * beta + 3.0 * 0.02 * r_ref) / (n - 1 + 3.0)
         walk = np.diff(xs) @ np.cumsum(dx)[:-1] ** 2
         v_d = eta2 / sxx + sig2 * walk / sxx**2
         reg = sxx > 0
     span = x[-1] - x[0] if len(x) else 0.0
     bound = step > 0 and not reg and span > 0
     if bound:
-        r_d, v_d = max(n, 0.5) * step / span, (min(n + 1, 2) * step / span) ** 2 / 12
+        k = max(np.rint((y[0] - y.min()) / step), 0.0)  # steps descended
+        r_d, v_d = max(k, 0.5) * step / span, (min(k + 1, 2) * step / span) ** 2 / 12
     pd = 1 / max(v_d, 1e-12) if reg or bound else 0.0
     pp = 1 / max(sd0, 1e-6) ** 2 if np.isfinite(mu0) and np.isfinite(sd0) else 0.0
     if pd + pp == 0 or not len(y):

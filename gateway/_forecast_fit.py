@@ -64,25 +64,32 @@ def _push_past_away(t_end: np.ndarray, now: np.ndarray, away: np.ndarray) -> np.
 def _detect_step(lv: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
     """The coarsest step in _STEPS that every valid level sits on, else 0 (a flat row gets the coarsest: the cautious guess)."""
     fine = _STEPS[-1]
-    tol = _STEP_TOL / fine
     head = lv[:, :_MIN_DETECT] / fine
-    rows = np.flatnonzero((n_valid >= _MIN_DETECT) & (np.abs(head - np.rint(head)) < tol).all(axis=1))
+    rows = np.flatnonzero((n_valid >= _MIN_DETECT) & (np.abs(head - np.rint(head)) < _STEP_TOL / fine).all(axis=1))
     step = np.zeros(len(lv))
-    if rows.size:  # the full check only for rows whose first readings sit on the grid
-        k = lv[rows] / fine
+    if rows.size:  # the full check only for rows whose first readings sit on the finest grid
+        five = _STEPS[-2]
+        k = lv[rows] / five
         ki = np.rint(k)
-        on = ~(np.abs(k - ki) >= tol).any(axis=1)  # NaN padding compares False
-        # The greatest common divisor of the levels in fine steps (NaN counts as 0, which every
-        # step divides) says which coarser grids they all sit on.
-        g = np.gcd.reduce(np.nan_to_num(ki).astype(np.int64), axis=1)
-        found = np.zeros(rows.size)
-        for cand in _STEPS:  # coarsest first: the first that fits wins
-            found = np.where(on & (found == 0) & (g % round(cand / fine) == 0), cand, found)
-        # The finest step is a band only if the level stays in it: a row that repeats its value
-        # at fewer than half of its readings moves faster than its resolution, and its rounding
-        # is independent noise.
-        repeats = _row_sum(ki[:, 1:] == ki[:, :-1])  # NaN never equals
-        found[(found == fine) & (2 * repeats < n_valid[rows] - 1)] = 0.0
+        on = ~(np.abs(k - ki) >= _STEP_TOL / five).any(axis=1)  # NaN padding compares False
+        # Which multiples of 5 % occur, as bits (NaN casts out of range and is clipped to bit 0:
+        # level 0 sits on every step).
+        with np.errstate(invalid="ignore"):
+            seen = np.bitwise_or.reduce(np.left_shift(1, np.clip(ki.astype(np.int32), 0, 30)), axis=1)
+        found = np.where(on, five, 0.0)
+        for cand in reversed(_STEPS[:-2]):  # finer first, so coarser ones overwrite
+            grid = sum(1 << b for b in range(0, 31, round(cand / five)))
+            found = np.where(on & (seen & ~grid == 0), cand, found)
+        # Off the 5 % grid: whole percent? It is a band only if the level stays in it: a row that
+        # repeats its value at fewer than half of its readings moves faster than its resolution,
+        # and its rounding is independent noise.
+        rest = np.flatnonzero(~on)
+        if rest.size:
+            k = lv[rows[rest]] / fine
+            ki = np.rint(k)
+            pct = ~(np.abs(k - ki) >= _STEP_TOL / fine).any(axis=1)
+            repeats = _row_sum(ki[:, 1:] == ki[:, :-1])  # NaN never equals
+            found[rest] = np.where(pct & (2 * repeats >= n_valid[rows[rest]] - 1), fine, 0.0)
         step[rows] = found
     return step
 
@@ -152,7 +159,8 @@ def fit_chunk(
     valid = np.isfinite(t) & np.isfinite(y)
     n_valid = _row_sum(valid).astype(np.int64)
     t0 = t[:, 0].copy()  # each row's clock origin: its first reading, or its earliest if that is missing
-    odd = np.flatnonzero(~valid[:, 0] & (n_valid > 0))
+    invalid = ~valid
+    odd = np.flatnonzero(invalid[:, 0] & (n_valid > 0))
     if odd.size:
         t0[odd] = np.min(np.where(valid[odd], t[odd], np.inf), axis=1)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -165,9 +173,10 @@ def fit_chunk(
             away = (away - t0[:, None, None]) / DAY  # in days since t0, like x
             x -= _away_before(x, away)
             tau_now = now_d - _away_before(now_d, away)
-        np.copyto(x, np.inf, where=~valid)
+        np.copyto(x, np.inf, where=invalid)
         lv = y.astype(np.float32)
-        np.copyto(lv, np.nan, where=~valid)
+        np.copyto(lv, np.nan, where=invalid)
+        del invalid
         rows = np.flatnonzero(_row_sum(x[:, 1:] < x[:, :-1]))
         if rows.size:
             order = np.argsort(x[rows], axis=1, kind="stable")
@@ -187,25 +196,32 @@ def fit_chunk(
             lv -= np.where(counted & (step > 0), half, 0.0)[:, None].astype(np.float32)
 
         # Segment: readings after the last big upward jump (a refill the caller left in).
-        rise = (lv[:, 1:] - lv[:, :-1]) > (_REFILL_JUMP + step)[:, None].astype(np.float32)
+        # A quantised row whose level rises by two steps or more between readings (short of a
+        # refill), more than once, is noisier than its step: its rounding is part of the noise,
+        # and a new low is as likely a dip of the noise as use, so it is fitted as an unquantised
+        # level. (One such rise alone may be an unseen top-up.) One pass finds the rows with a
+        # rise large enough to be either; only those are looked at again.
+        jump = _REFILL_JUMP + step
+        low = np.where(step > 0, np.minimum(_NOISY_RISE * step, jump), jump)
+        dl = lv[:, 1:] - lv[:, :-1]
+        cand = np.flatnonzero(_row_sum(dl > low[:, None].astype(np.float32)))
         start = np.zeros(s, dtype=np.int64)
-        jumped = np.flatnonzero(_row_sum(rise))
-        if jumped.size:
-            start[jumped] = ncol - 1 - np.argmax(rise[jumped, ::-1], axis=1)
+        if cand.size:
+            dc = dl[cand]
+            rise = dc > jump[cand, None].astype(np.float32)
+            jumped = _row_sum(rise) > 0
+            start[cand[jumped]] = ncol - 1 - np.argmax(rise[jumped, ::-1], axis=1)
+            qc = np.flatnonzero(step[cand] > 0)
+            if qc.size:
+                up = (dc[qc] > (_NOISY_RISE * step[cand[qc], None]).astype(np.float32)) & (col[1:] > start[cand[qc], None])
+                noisy = cand[qc[_row_sum(up) >= _NOISY_RISES]]
+                step[noisy] = 0.0
+                half[noisy] = 0.0
+        del dl
         n_seg = n_valid - start
         last = n_valid - 1
         x_last, y_last, y_first = _at(x, last), _at(lv, last), _at(lv, start)
         span = x_last - _at(x, start)
-        # A quantised row whose level rises by two steps or more between readings (short of a
-        # refill), more than once, is noisier than its step: its rounding is part of the noise,
-        # and a new low is as likely a dip of the noise as use, so it is fitted as an unquantised
-        # level. (One such rise alone may be an unseen top-up.)
-        qr = np.flatnonzero(step > 0)
-        if qr.size:
-            up = (lv[qr, 1:] - lv[qr, :-1]) > (_NOISY_RISE * step[qr, None]).astype(np.float32)
-            noisy = qr[_row_sum(up & (col[1:] > start[qr, None])) >= _NOISY_RISES]
-            step[noisy] = 0.0
-            half[noisy] = 0.0
         q = step > 0
         floor_last = y_last.copy()
 
