@@ -8,6 +8,7 @@ import re
 import threading
 import time
 from collections import Counter, deque
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,8 +19,8 @@ from ._messages import Birth, InvalidMessage, parse_birth, parse_status, parse_t
 from ._metrics import INGEST_LATENCY, MESSAGES, READINGS, REJECTED
 from ._mqtt import MqttTarget
 from ._normalise import MAX_AHEAD
-from ._store import GatewayStore, TelemetryIn
-from ._topics import PREFIX, parse_topic
+from ._store import GatewayStore, PreparedTelemetry, TelemetryIn
+from ._topics import PREFIX, DeviceTopic, parse_topic
 
 __all__ = ["Ingestor"]
 
@@ -32,8 +33,19 @@ _ALONE_AFTER = 3
 _BIRTH_TRIES = 3  # two workers may create the same device at once; the loser finds it on its next try
 _SHARE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _OUTCOMES = ("stored", "duplicates", "not_consented", "unknown", "rejected")
-_Op = tuple[str, Delivery, Any]  # ("telemetry" | "birth" | "status" | "reject", delivery, what to store)
+_Op = tuple[str, Any, Any]  # ("telemetry" | "run" | "birth" | "status" | "reject", delivery (None for a run), what to store)
 _CHUNK = 500  # deliveries the parser takes off the connection at a time
+_TOPIC_CACHE = 100_000  # parsed topics the parser remembers (a fleet's devices repeat theirs)
+_UNSEEN: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """Consecutive telemetry messages of a chunk, prepared for the database."""
+
+    deliveries: list[Delivery]
+    messages: list[TelemetryIn]
+    prepared: PreparedTelemetry
 
 
 class _Parsed:
@@ -114,6 +126,7 @@ class Ingestor:
         self.batch_wait = batch_wait
         self.share_group = share_group or None
         self.writers = writers
+        self._topics: dict[str, DeviceTopic | None] = {}  # used by the parse thread only
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # Two stages: one thread parses batches while `writers` threads, each on its own database
@@ -126,10 +139,12 @@ class Ingestor:
         self._parsed = _Parsed(limit=2 * batch_size)
         self._in_hand = 0  # taken from the connection, not yet acknowledged
         self._count_lock = threading.Lock()
-        # Acknowledging after commit keeps up to this many messages unacknowledged at the broker:
-        # enough for one batch being stored while the next ones arrive (MQTT 5 Receive Maximum;
-        # with 3.1.1 the broker's own limit applies, Mosquitto's max_inflight_messages).
-        window = min(max(4 * batch_size, 1000), 0xFFFF)
+        # Acknowledging after commit keeps up to this many messages unacknowledged at the broker
+        # (MQTT 5 Receive Maximum; with 3.1.1 the broker's own limit applies, Mosquitto's
+        # max_inflight_messages): the batches being stored, those parsed and waiting, and room
+        # for the broker to keep sending meanwhile. A window only as deep as the pipeline stalled
+        # delivery after every commit.
+        window = min(max((writers + 2) * batch_size + 2 * _CHUNK * 10, 1000), 0xFFFF)
         self._conn = IngestConnection(
             target, client_id, subscriptions(self.share_group), clock.now, version=V5 if self.share_group else mqtt_version, receive_maximum=window
         )
@@ -210,7 +225,13 @@ class Ingestor:
 
     def _store_one_by_one(self, ops: list[_Op]) -> bool:
         """Store each message alone, dead-lettering any that fails; False when even that cannot reach the database."""
+        alone: list[_Op] = []
         for op in ops:
+            if op[0] == "run":
+                alone += [("telemetry", item, msg) for item, msg in zip(op[2].deliveries, op[2].messages, strict=True)]
+            else:
+                alone.append(op)
+        for op in alone:
             try:
                 self._store([op])
             except Exception as exc:  # noqa: BLE001 - this message, not the database, is the problem
@@ -224,8 +245,13 @@ class Ingestor:
         """Each delivery as what to store, or why it is rejected; no database work."""
         ops: list[_Op] = []
         kinds: Counter[str] = Counter()
+        topics = self._topics
+        if len(topics) > _TOPIC_CACHE:
+            topics.clear()
         for item in batch:
-            topic = parse_topic(item.topic)
+            topic = topics.get(item.topic, _UNSEEN)
+            if topic is _UNSEEN:
+                topic = topics[item.topic] = parse_topic(item.topic)
             if topic is None:
                 ops.append(("reject", item, ("bad_topic", "not a protocol v1 device topic")))
                 continue
@@ -248,14 +274,37 @@ class Ingestor:
                 ops.append(("reject", item, ("parse_error", f"{type(exc).__name__}: {exc}"[:400])))
         for kind, n in kinds.items():
             MESSAGES.labels(kind).inc(n)
-        return ops
+        return self._prepare(ops)
+
+    def _prepare(self, ops: list[_Op]) -> list[_Op]:
+        """Each run of consecutive telemetry as one op, prepared for the database (`_Run`), so writers only write."""
+        out: list[_Op] = []
+        run: list[_Op] = []
+        for op in [*ops, ("end", None, None)]:
+            if op[0] == "telemetry":
+                run.append(op)
+                continue
+            if run:
+                msgs = [r[2] for r in run]
+                try:
+                    out.append(("run", None, _Run([r[1] for r in run], msgs, self.store.prepare_telemetry(msgs))))
+                except Exception:  # noqa: BLE001 - the database is away (a new device's clock): writers prepare and retry
+                    log.exception("preparing %d telemetry messages failed; the writer will", len(run))
+                    out += run
+                run = []
+            if op[0] != "end":
+                out.append(op)
+        return out
 
     def _store(self, ops: list[_Op]) -> None:
         """Apply parsed messages in arrival order; consecutive telemetry is stored as one batch."""
-        telemetry: list[TelemetryIn] = []
+        telemetry: list[PreparedTelemetry] = []
         for kind, item, value in ops:
-            if kind == "telemetry":
-                telemetry.append(value)  # type: ignore[arg-type]
+            if kind == "run":
+                telemetry.append(value.prepared)
+                continue
+            if kind == "telemetry":  # a single message, stored alone (_store_one_by_one)
+                telemetry.append(self.store.prepare_telemetry([value]))
                 continue
             self._flush(telemetry)  # keep each device's messages in arrival order
             if kind == "birth":
@@ -279,10 +328,10 @@ class Ingestor:
                     raise
                 log.info("birth of %s raced another worker; retrying", device_id)
 
-    def _flush(self, telemetry: list[TelemetryIn]) -> None:
+    def _flush(self, telemetry: list[PreparedTelemetry]) -> None:
         if not telemetry:
             return
-        counts = self.store.store_telemetry(telemetry)
+        counts = self.store.write_telemetry(telemetry)
         for outcome in _OUTCOMES:
             if n := getattr(counts, outcome):
                 READINGS.labels(outcome).inc(n)

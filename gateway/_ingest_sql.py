@@ -17,7 +17,8 @@ SQLite, `executemany`, in process, with naive UTC text timestamps.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -136,11 +137,27 @@ class BatchSql:
             f"INSERT INTO gw_cursors (name, position) VALUES ({mark}, {mark}) ON CONFLICT (name) DO UPDATE SET position = excluded.position", (name, position)
         )
 
-    def insert_readings(self, rows: Sequence[tuple[Any, ...]]) -> StageCounts:
-        """Store raw readings (rows in `_STAGE_COLS` order, timestamps from `to_db`, `raw` None when unknown)."""
-        if not rows:
+    @staticmethod
+    def stage_payload(rows: Sequence[tuple[Any, ...]], pg: bool) -> Any:
+        """Raw readings (in `_STAGE_COLS` order, timestamps from `db_time`, `raw` None when unknown) laid out for the stage.
+
+        PostgreSQL: lines of COPY's text format; SQLite: the rows themselves, sent as one JSON document.
+        """
+        if not pg:
+            return list(rows)
+        null = "\\N"
+        return "".join(
+            [
+                f"{r[0]}\t{r[1].translate(_COPY_ESCAPES)}\t{r[2]}\t{r[3]}\t{r[4]}\t{null if r[5] is None else repr(r[5])}\t{'t' if r[6] else 'f'}\t{r[7]}\n"
+                for r in rows
+            ]
+        )
+
+    def insert_readings(self, payloads: Sequence[Any], n: int) -> StageCounts:
+        """Store `n` raw readings given as `stage_payload`s."""
+        if not n:
             return StageCounts(0, 0, 0, 0, 0)
-        self._stage(rows)
+        self._stage(payloads)
         cols = "device_id, slot_id, seq, ts, device_ts, level, replaced, received_at"
         level = _CLAMPED[self.pg]
         joins = _JOINS.format(kind="", consent=" AND d.store_readings")
@@ -150,37 +167,47 @@ class BatchSql:
             f"CASE WHEN sl.fills_up THEN 1.0 - {level} ELSE {level} END, s.replaced, s.received_at "
             f"{joins} WHERE s.raw IS NOT NULL ON CONFLICT DO NOTHING"
         )
-        stored = int(self.conn.exec_driver_sql(sql).rowcount)
-        consent = "d.store_readings" if self.pg else "d.store_readings = 1"
-        left = _JOINS.format(kind="LEFT", consent="")
-        not_consented, rejected, unknown = self.conn.exec_driver_sql(
-            f"SELECT count(*) FILTER (WHERE NOT coalesce({consent}, FALSE)), "
-            f"count(*) FILTER (WHERE {consent} AND sl.slot_id IS NULL), "
-            f"count(*) FILTER (WHERE {consent} AND sl.slot_id IS NOT NULL AND s.raw IS NULL) {left}"
-        ).one()
-        duplicates = len(rows) - stored - not_consented - rejected - unknown
+        # Straight on the driver's cursor: SQLAlchemy's result set-up cost more than the statements' own Python.
+        with self._cursor() as cur:
+            cur.execute(sql)
+            stored = int(cur.rowcount)
+            consent = "d.store_readings" if self.pg else "d.store_readings = 1"
+            left = _JOINS.format(kind="LEFT", consent="")
+            cur.execute(
+                f"SELECT count(*) FILTER (WHERE NOT coalesce({consent}, FALSE)), "
+                f"count(*) FILTER (WHERE {consent} AND sl.slot_id IS NULL), "
+                f"count(*) FILTER (WHERE {consent} AND sl.slot_id IS NOT NULL AND s.raw IS NULL) {left}"
+            )
+            not_consented, rejected, unknown = cur.fetchone()
+        duplicates = n - stored - not_consented - rejected - unknown
         return StageCounts(stored, duplicates, not_consented, unknown, rejected)
 
-    def _stage(self, rows: Sequence[tuple[Any, ...]]) -> None:
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        cur = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    def _stage(self, payloads: Sequence[Any]) -> None:
         # A temporary table lives as long as its connection, but its creation is undone with a
         # failed batch's transaction: ask for it every time (a catalog lookup when it exists).
-        if self.pg:
-            self.conn.exec_driver_sql(_STAGE_PG)
-            null = "\\N"
-            lines = [
-                f"{r[0]}\t{r[1].translate(_COPY_ESCAPES)}\t{r[2]}\t{r[3]}\t{r[4]}\t{null if r[5] is None else repr(r[5])}\t{'t' if r[6] else 'f'}\t{r[7]}\n"
-                for r in rows
-            ]
-            with self.conn.connection.dbapi_connection.cursor() as cur, cur.copy(f"COPY gw_stage ({', '.join(_STAGE_COLS)}) FROM STDIN") as copy:  # type: ignore[union-attr]
-                copy.write("".join(lines))
-            return
-        self.conn.exec_driver_sql(_STAGE_SQLITE)
-        self.conn.exec_driver_sql("DELETE FROM gw_stage")
-        # One statement over one JSON document rather than `executemany`: the sqlite3 module
-        # releases the GIL around every step, and with the receiving and parsing threads busy,
-        # taking it back 2,000 times a batch cost more than the inserts themselves.
-        picks = ", ".join(f"value ->> {i}" for i in range(len(_STAGE_COLS)))
-        self.conn.exec_driver_sql(f"INSERT INTO gw_stage ({', '.join(_STAGE_COLS)}) SELECT {picks} FROM json_each(?)", (json.dumps(rows),))
+        with self._cursor() as cur:
+            if self.pg:
+                cur.execute(_STAGE_PG)
+                with cur.copy(f"COPY gw_stage ({', '.join(_STAGE_COLS)}) FROM STDIN") as copy:
+                    for text in payloads:
+                        copy.write(text)
+                return
+            cur.execute(_STAGE_SQLITE)
+            cur.execute("DELETE FROM gw_stage")
+            # One statement over one JSON document rather than `executemany`: the sqlite3 module
+            # releases the GIL around every step, and with the receiving and parsing threads busy,
+            # taking it back 2,000 times a batch cost more than the inserts themselves.
+            picks = ", ".join(f"value ->> {i}" for i in range(len(_STAGE_COLS)))
+            rows = [r for p in payloads for r in p]
+            cur.execute(f"INSERT INTO gw_stage ({', '.join(_STAGE_COLS)}) SELECT {picks} FROM json_each(?)", (json.dumps(rows),))
 
     @staticmethod
     def _literal(value: Any) -> str:

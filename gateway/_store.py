@@ -19,7 +19,7 @@ from ._messages import Birth, Telemetry
 from ._models import GwDeadLetter, GwDevice, GwForecast, GwReading, GwSlot
 from ._normalise import corrected_time, estimate_clock_offset, is_refill, relaxed_clock_offset
 
-__all__ = ["GatewayStore", "IngestCounts", "TelemetryIn"]
+__all__ = ["GatewayStore", "IngestCounts", "PreparedTelemetry", "TelemetryIn"]
 
 _PAYLOAD_KEPT = 4096  # bytes of a rejected payload kept for the operator
 
@@ -53,6 +53,15 @@ _CLOCK_CACHE = 200_000  # devices whose clock a worker remembers; past that it s
 # more than a second; in between, the stored (offset, time) relaxes to the same estimate.
 _SEEN_EVERY_S = 60.0
 _OFFSET_SLACK_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedTelemetry:
+    """A batch of telemetry ready for the database (`GatewayStore.prepare_telemetry`)."""
+
+    payload: Any  # the stage rows as BatchSql.stage_payload lays them out for the backend
+    rows: int
+    devices: list[tuple[Any, ...]]  # device rows whose clock estimate is due a rewrite
 
 
 class _DeviceClock:
@@ -180,24 +189,41 @@ class GatewayStore:
         (`BatchSql.insert_readings`). Slot state (last level, refills, what needs a new forecast)
         is folded in afterwards from the appended rows by `settle`, off this path.
         """
-        counts = IngestCounts()
-        if not batch:
-            return counts
+        return self.write_telemetry([self.prepare_telemetry(batch)])
+
+    def prepare_telemetry(self, batch: Sequence[TelemetryIn]) -> PreparedTelemetry:
+        """The Python half of `store_telemetry`: correct each message's time and lay out its readings.
+
+        Ingest runs it on its parsing thread, so that the writers do nothing but database work.
+        """
         pg = self.engine.dialect.name == "postgresql"
-        with self._clock_lock:  # concurrent writers share the clocks; the statements below run unlocked
+        with self._clock_lock:
             clocks = self._clocks({m.device_id for m in batch})
             rows = self._rows(batch, clocks, pg)
-            due = [(device_id, clock) for device_id, clock in clocks.items() if clock.changed()]
-            # In id order, so that two writers updating the same devices cannot deadlock.
-            device_rows = [clock.row(device_id, pg) for device_id, clock in sorted(due, key=lambda d: d[0])]
+            devices = []
+            for device_id, clock in clocks.items():
+                if clock.changed():
+                    devices.append(clock.row(device_id, pg))
+                    # The prepared batch is written, retried until it is, or stored message by message.
+                    clock.stored = (clock.last_seen_at, clock.clock_offset_s, clock.clock_offset_at)
+        return PreparedTelemetry(BatchSql.stage_payload(rows, pg), len(rows), devices)
+
+    def write_telemetry(self, prepared: Sequence[PreparedTelemetry]) -> IngestCounts:
+        """The database half of `store_telemetry`, for one or more prepared batches, in one transaction."""
+        counts = IngestCounts()
+        n = sum(p.rows for p in prepared)
+        if not n:
+            return counts
+        pg = self.engine.dialect.name == "postgresql"
+        latest = {row[0]: row for p in prepared for row in p.devices}  # a device twice: its later clock
+        # In id order, so that two writers updating the same devices cannot deadlock.
+        devices = [latest[d] for d in sorted(latest)]
         # SQLite takes one writer at a time and makes the others poll with growing sleeps: queue
         # them here instead. PostgreSQL runs concurrent appends side by side.
         with nullcontext() if pg else self._sqlite_writer, self.engine.begin() as conn:
             sql = BatchSql(conn)
-            stage = sql.insert_readings(rows)
-            sql.update(_DEV, ["device_id"], _DEV_COLS[1:], device_rows)
-        for _, clock in due:  # committed: the database now holds these
-            clock.stored = (clock.last_seen_at, clock.clock_offset_s, clock.clock_offset_at)
+            stage = sql.insert_readings([p.payload for p in prepared], n)
+            sql.update(_DEV, ["device_id"], _DEV_COLS[1:], devices)
         counts.stored, counts.duplicates, counts.not_consented, counts.unknown, counts.rejected = stage
         return counts
 
@@ -207,16 +233,16 @@ class GatewayStore:
         to_db = partial(db_time, pg=pg)
         rows: list[tuple[Any, ...]] = []
         for msg in batch:
-                telemetry = msg.telemetry
-                device_ts = telemetry.ts
-                clock = clocks.get(msg.device_id)
-                ts = clock.observe(device_ts, msg.received_at) if clock is not None else device_ts
-                device_ts_db, received_db = to_db(device_ts), to_db(msg.received_at)
-                ts_db = device_ts_db if ts == device_ts else to_db(ts)
-                replaced = {e.slot_id for e in telemetry.events if e.kind == "replaced"} if telemetry.events else ()
-                for slot_id, raw in telemetry.levels.items():
-                    value = None if isinstance(raw, str) else raw  # parse_telemetry gives floats, sentinels or None
-                    rows.append((msg.device_id, slot_id, telemetry.seq, ts_db, device_ts_db, value, slot_id in replaced, received_db))
+            telemetry = msg.telemetry
+            device_ts = telemetry.ts
+            clock = clocks.get(msg.device_id)
+            ts = clock.observe(device_ts, msg.received_at) if clock is not None else device_ts
+            device_ts_db, received_db = to_db(device_ts), to_db(msg.received_at)
+            ts_db = device_ts_db if ts == device_ts else to_db(ts)
+            replaced = {e.slot_id for e in telemetry.events if e.kind == "replaced"} if telemetry.events else ()
+            for slot_id, raw in telemetry.levels.items():
+                value = None if isinstance(raw, str) else raw  # parse_telemetry gives floats, sentinels or None
+                rows.append((msg.device_id, slot_id, telemetry.seq, ts_db, device_ts_db, value, slot_id in replaced, received_db))
         return rows
 
     def _clocks(self, device_ids: set[str]) -> dict[str, _DeviceClock]:
