@@ -15,7 +15,7 @@ on the same cases: a least-squares line through every stored reading since the l
 is empty in 7 days" (its error is |lead - 7 days|, lead = time from the first reading at or
 below 20 % to the run-out).
 
-Run: .venv/bin/python bench/forecast_quality.py [--devices 16] [--days 365] [--seed 7]   (about 4 minutes here)
+Run: .venv/bin/python bench/forecast_quality.py [--devices 16] [--days 365] [--seed 7]   (about 2 minutes here)
 Prints a table per kind and, as the last line, one JSON object with the figures; writes
 docs/forecast_calibration.png.
 """
@@ -157,6 +157,7 @@ def evaluate(
 ) -> list[dict[str, Any]]:
     """Forecast the due cases' slots as the service would, plus the baselines, at `now`."""
     when = datetime.fromtimestamp(now, UTC)
+    store.settle()  # as Forecaster.refresh does: fold the appended readings into their slots first
     slots = {(s.device_id, s.slot_id): s for s in store.slots({c["device"] for c in due})}
     picked = [slots[(c["device"], c["slot"])] for c in due]
     keys, inputs = forecaster.inputs(picked, when, away)
@@ -348,7 +349,8 @@ def main() -> None:  # noqa: C901, PLR0915
             print(f"{name:16} {s['cases']:5d} {s['answered']:4d} {s['mae_days']:8.2f} {s['mae_linear_days']:8.2f} "
                   f"{s['mae_threshold_days']:8.2f} {s['p10_coverage']:7.3f} {s['linear_early_enough']:6.3f} {s['threshold_in_time']:6.3f}")  # fmt: skip
     print(f"observed share empty before P10/P25/P50/P75/P90: {overall['observed']}; without away periods P10 covers {overall['no_away_p10_coverage']}")
-    print(f"priors learnt: { {f'{m}/{s}': (round(p[0], 4), round(p[1], 4)) for (m, s), p in sorted(forecaster.priors.items())} }")
+    priors = {f"{m}/{s}": (round(p[0], 4), round(p[1], 4), forecaster.prior_capacity.get((m, s))) for (m, s), p in sorted(forecaster.priors.items())}
+    print(f"priors learnt (rate, sd per day, and the capacity they refer to when learnt in the slot's unit): {priors}")
     print(f"time: {total_s:.0f} s (simulate+parse {sim_s:.0f} s on {args.workers} workers, store {t_ing:.0f} s, forecasts {t_fc:.0f} s); plot {args.plot}")
     print(json.dumps({
         "bench": "forecast_quality", "seed": args.seed, "devices": len(truth), "devices_per_kind": args.devices,
