@@ -232,12 +232,16 @@ class GatewayStore:
         """The batch's readings as stage rows, each at its device's corrected time."""
         to_db = partial(db_time, pg=pg)
         rows: list[tuple[Any, ...]] = []
+        received_at, received_db = None, None
         for msg in batch:
             telemetry = msg.telemetry
             device_ts = telemetry.ts
             clock = clocks.get(msg.device_id)
             ts = clock.observe(device_ts, msg.received_at) if clock is not None else device_ts
-            device_ts_db, received_db = to_db(device_ts), to_db(msg.received_at)
+            if msg.received_at is not received_at:  # the messages of one network read share it
+                received_at = msg.received_at
+                received_db = to_db(received_at)
+            device_ts_db = to_db(device_ts)
             ts_db = device_ts_db if ts == device_ts else to_db(ts)
             replaced = {e.slot_id for e in telemetry.events if e.kind == "replaced"} if telemetry.events else ()
             for slot_id, raw in telemetry.levels.items():
