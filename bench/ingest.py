@@ -1,6 +1,6 @@
 """Ingest throughput from a real Mosquitto into the database, against a bare paho subscriber and mosquitto_sub.
 
-Run: .venv/bin/python bench/ingest.py [--messages 60000] [--devices 1000] [--publishers 4] [--backends postgres,sqlite] [--rounds 3]
+Run: .venv/bin/python bench/ingest.py [--messages 150000] [--devices 1000] [--publishers 4] [--backends postgres,sqlite] [--rounds 3]
 
 Throughput: every subscriber (mosquitto_sub, a paho client that only parses the JSON, and the
 gateway's Ingestor once per database) holds a persistent QoS 1 session on a Mosquitto of our
@@ -288,6 +288,18 @@ def check(url: str, expected: int) -> dict[str, int]:
     return {"lost": expected - distinct, "duplicated": rows - distinct}
 
 
+def settle(url: str) -> dict[str, Any]:
+    """Time GatewayStore.settle over everything the drains appended."""
+    from gateway import GatewayStore, make_engine
+
+    engine = make_engine(url)
+    t0 = time.perf_counter()
+    folded = GatewayStore(engine).settle()
+    took = time.perf_counter() - t0
+    engine.dispose()
+    return {"readings": folded, "seconds": round(took, 2), "readings_per_s": round(folded / took)}
+
+
 def latency(port: int, url: str, devices: list[str], first_seq: int, rate: float, seconds: float, procs: int, batch_size: int, batch_wait: float) -> dict[str, float]:
     """Publish live at `rate`; from each row's device timestamp (the publish time) to the poll that first saw it."""
     import bisect
@@ -343,11 +355,11 @@ def latency(port: int, url: str, devices: list[str], first_seq: int, rate: float
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--messages", type=int, default=60_000, help="telemetry messages in the backlog (two readings each)")
+    ap.add_argument("--messages", type=int, default=150_000, help="telemetry messages in each backlog (two readings each)")
     ap.add_argument("--devices", type=int, default=1000)
     ap.add_argument("--publishers", type=int, default=4, help="publisher processes")
     ap.add_argument("--backends", default="postgres,sqlite")
-    ap.add_argument("--batch-size", type=int, default=5000, help="most messages a writer commits at once")
+    ap.add_argument("--batch-size", type=int, default=10000, help="most messages a writer commits at once")
     ap.add_argument("--batch-wait", type=float, default=0.02, help="seconds the parser waits to fill a chunk")
     ap.add_argument("--writers", type=int, default=2, help="the gateway's store threads (Ingestor(writers=...))")
     ap.add_argument("--latency-seconds", type=float, default=5.0)
@@ -401,6 +413,13 @@ def main() -> None:
                 flush=True,
             )
             out[f"gateway_{backend}"] = res
+        # Settle: what ingest appended is folded into slot state by the serving process's tick; it
+        # must keep up with ingest, or slot levels and forecasts fall behind.
+        for backend, url in urls.items():
+            out[f"gateway_{backend}"]["settle"] = settle(url)
+            st = out[f"gateway_{backend}"]["settle"]
+            st["vs_ingest"] = round(st["readings_per_s"] / (out[f"gateway_{backend}"]["per_s"] * len(SLOTS)), 2)
+            print(f"settle on {backend}: {st['readings']} readings folded at {st['readings_per_s']}/s ({st['vs_ingest']}x the ingest rate)", flush=True)
         # Latency after every drain: each live phase also queues its messages for the other sessions.
         first_seq = per_device * args.rounds
         for backend, url in urls.items():

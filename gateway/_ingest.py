@@ -106,7 +106,7 @@ class Ingestor:
         clock: Clock,
         target: MqttTarget,
         client_id: str = "replenish-gateway",
-        batch_size: int = 5000,
+        batch_size: int = 10000,
         batch_wait: float = 0.02,
         share_group: str | None = None,
         mqtt_version: int | None = None,
