@@ -168,7 +168,11 @@ class IngestConnection:
                 deadline = time.monotonic() + wait
                 while len(self._inbox) < limit and (left := deadline - time.monotonic()) > 0:
                     self._cond.wait(left)
-            batch, self._inbox = self._inbox[:limit], self._inbox[limit:]
+            if len(self._inbox) <= limit:
+                batch, self._inbox = self._inbox, []
+            else:  # copying the rest into a new list, tens of thousands deep, cost ~3 µs a message
+                batch = self._inbox[:limit]
+                del self._inbox[:limit]
         return batch
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
