@@ -20,6 +20,7 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -52,6 +53,15 @@ _COUNTS = (
 )
 # COPY's text format: backslash, tab, newline and carriage return must be escaped.
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+_SQLITE_STAGE_ROWS = 4000  # x 8 columns: under SQLite's 32,766 bound parameters a statement
+
+
+@cache
+def _sqlite_stage_insert(rows: int) -> str:
+    one = "(" + ", ".join("?" * len(_STAGE_COLS)) + ")"
+    return f"INSERT INTO gw_stage ({', '.join(_STAGE_COLS)}) VALUES " + ", ".join([one] * rows)
 
 
 class StageCounts(NamedTuple):
@@ -207,12 +217,16 @@ class BatchSql:
                 return
             cur.execute(_STAGE_SQLITE)
             cur.execute("DELETE FROM gw_stage")
-            # One statement over one JSON document rather than `executemany`: the sqlite3 module
-            # releases the GIL around every step, and with the receiving and parsing threads busy,
-            # taking it back 2,000 times a batch cost more than the inserts themselves.
-            picks = ", ".join(f"value ->> {i}" for i in range(len(_STAGE_COLS)))
-            rows = [r for p in payloads for r in p]
-            cur.execute(f"INSERT INTO gw_stage ({', '.join(_STAGE_COLS)}) SELECT {picks} FROM json_each(?)", (json.dumps(rows),))
+            # Multi-row VALUES, a few thousand rows a statement, rather than `executemany`: the
+            # sqlite3 module releases the GIL around every step, and with the receiving and parsing
+            # threads busy, taking it back once a row cost more than the inserts themselves; and
+            # rather than one JSON document, whose `json_each` re-parsed every row once a column.
+            flat = [v for p in payloads for r in p for v in r]
+            width = len(_STAGE_COLS)
+            step = _SQLITE_STAGE_ROWS * width
+            for lo in range(0, len(flat), step):
+                chunk = flat[lo : lo + step]
+                cur.execute(_sqlite_stage_insert(len(chunk) // width), chunk)
 
     @staticmethod
     def _literal(value: Any) -> str:
