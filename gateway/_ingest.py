@@ -35,6 +35,7 @@ _SHARE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _OUTCOMES = ("stored", "duplicates", "not_consented", "unknown", "rejected")
 _Op = tuple[str, Any, Any]  # ("telemetry" | "run" | "birth" | "status" | "reject", delivery (None for a run), what to store)
 _CHUNK = 500  # deliveries the parser takes off the connection at a time
+_ORDERED = frozenset(("birth", "status"))  # ops stored in arrival order with the telemetry around them
 _TOPIC_CACHE = 100_000  # parsed topics the parser remembers (a fleet's devices repeat theirs)
 _UNSEEN: Any = object()
 
@@ -49,20 +50,30 @@ class _Run:
 
 
 class _Parsed:
-    """Parsed chunks waiting for a writer; `take` hands over whole chunks, in order, up to a size."""
+    """Parsed chunks waiting for a writer; `take` hands over whole chunks, in order, up to a size.
+
+    Writers store batches side by side, so batches may commit out of order. That is harmless
+    for telemetry (readings are appended, and settle orders them by time) but not for a birth
+    or a status: a birth must be stored before the telemetry that follows it, which it may
+    announce slots for. A chunk holding either is a barrier: it waits until every batch before
+    it has been stored, and no later batch starts until it has been.
+    """
 
     def __init__(self, limit: int) -> None:
         self._limit = limit  # the parser waits while this many deliveries are waiting
-        self._chunks: deque[tuple[list[Delivery], list[_Op]]] = deque()
+        self._chunks: deque[tuple[list[Delivery], list[_Op], bool]] = deque()
         self._size = 0
+        self._busy = 0  # batches handed out and not yet done
+        self._barrier = False  # an ordered chunk is being stored
         self._closed = False
         self._cond = threading.Condition()
 
     def put(self, batch: list[Delivery], ops: list[_Op]) -> None:
+        ordered = any(op[0] in _ORDERED for op in ops)
         with self._cond:
             while self._size >= self._limit and not self._closed:
                 self._cond.wait()
-            self._chunks.append((batch, ops))
+            self._chunks.append((batch, ops, ordered))
             self._size += len(batch)
             self._cond.notify_all()
 
@@ -72,21 +83,36 @@ class _Parsed:
             self._closed = True
             self._cond.notify_all()
 
-    def take(self, most: int) -> tuple[list[Delivery], list[_Op]] | None:
+    def take(self, most: int) -> tuple[list[Delivery], list[_Op], bool] | None:
+        """The next batch and whether it is a barrier; call `done` with that flag once it is stored."""
         with self._cond:
-            while not self._chunks and not self._closed:
+            while not self._ready():
+                if self._closed and not self._chunks:
+                    return None
                 self._cond.wait()
-            if not self._chunks:
-                return None
-            batch, ops = self._chunks.popleft()
+            batch, ops, ordered = self._chunks.popleft()
             batch, ops = list(batch), list(ops)
-            while self._chunks and len(batch) + len(self._chunks[0][0]) <= most:
-                more, more_ops = self._chunks.popleft()
+            while not ordered and self._chunks and not self._chunks[0][2] and len(batch) + len(self._chunks[0][0]) <= most:
+                more, more_ops, _ = self._chunks.popleft()
                 batch += more
                 ops += more_ops
             self._size -= len(batch)
+            self._busy += 1
+            self._barrier = ordered
             self._cond.notify_all()
-            return batch, ops
+            return batch, ops, ordered
+
+    def done(self, ordered: bool) -> None:
+        with self._cond:
+            self._busy -= 1
+            if ordered:
+                self._barrier = False
+            self._cond.notify_all()
+
+    def _ready(self) -> bool:
+        if not self._chunks or self._barrier:
+            return False
+        return not self._chunks[0][2] or self._busy == 0
 
 
 def subscriptions(share_group: str | None) -> tuple[str, ...]:
@@ -202,7 +228,7 @@ class Ingestor:
     def _write(self) -> None:
         """Stage 2 (one thread per writer): store a parsed batch, then acknowledge it."""
         while (job := self._parsed.take(self.batch_size)) is not None:
-            batch, ops = job
+            batch, ops, ordered = job
             started = time.perf_counter()
             for attempt in itertools.count(1):
                 try:
@@ -213,6 +239,7 @@ class Ingestor:
                     if attempt % _ALONE_AFTER == 0 and self._store_one_by_one(ops):
                         break
                     time.sleep(_RETRY_PAUSE)
+            self._parsed.done(ordered)
             self._conn.ack(batch)  # only now: a crash before this line loses nothing, the broker redelivers
             INGEST_LATENCY.observe(time.perf_counter() - started)
             with self._count_lock:

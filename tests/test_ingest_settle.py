@@ -130,3 +130,34 @@ def test_settle_never_skips_a_reading_whose_transaction_commits_late(pg_database
     ink = _slot(store, "ink")
     assert (ink.level, ink.level_at) == (0.6, T0 + H)
     engine.dispose()
+
+
+def test_writers_never_overtake_a_birth() -> None:
+    """Batches commit side by side, except around a birth or status: those keep their place."""
+    from gateway._ingest import _Parsed
+
+    parsed = _Parsed(limit=100)
+    parsed.put(["a"], [("run", None, None)])  # type: ignore[list-item]
+    parsed.put(["b"], [("birth", "b", None)])  # type: ignore[list-item]
+    parsed.put(["c"], [("run", None, None)])  # type: ignore[list-item]
+    first = parsed.take(10)
+    assert first is not None and first[0] == ["a"] and not first[2], "telemetry never merges into a birth's batch"
+    got: list[object] = []
+    second = threading.Thread(target=lambda: got.append(parsed.take(10)))
+    second.start()
+    time.sleep(0.2)
+    assert not got, "the birth waits for the batch before it"
+    parsed.done(False)
+    second.join(5)
+    assert got and got[0][0] == ["b"] and got[0][2]  # type: ignore[index]
+    third: list[object] = []
+    t = threading.Thread(target=lambda: third.append(parsed.take(10)))
+    t.start()
+    time.sleep(0.2)
+    assert not third, "nothing starts while the birth is being stored"
+    parsed.done(True)
+    t.join(5)
+    assert third and third[0][0] == ["c"]  # type: ignore[index]
+    parsed.done(False)
+    parsed.close()
+    assert parsed.take(10) is None
