@@ -49,6 +49,12 @@ _SLOT: sa.Table = GwSlot.__table__  # type: ignore[attr-defined]
 _DEV_COLS = ("device_id", "last_seen_at", "clock_offset_s", "clock_offset_at")
 _SLOT_STATE_COLS = ("device_id", "slot_id", "level", "level_at", "segment_start")
 _CLOCK_CACHE = 200_000  # devices whose clock a worker remembers; past that it starts afresh
+# The transactions other than ours that hold a write lock on gw_readings, by transaction id.
+_WRITERS = (
+    "SELECT DISTINCT t.transactionid FROM pg_locks AS r JOIN pg_locks AS t ON t.virtualtransaction = r.virtualtransaction "
+    "AND t.locktype = 'transactionid' WHERE r.locktype = 'relation' AND r.relation = 'gw_readings'::regclass "
+    "AND r.mode = 'RowExclusiveLock' AND r.pid <> pg_backend_pid()"
+)
 # A device row is rewritten when it is seen after this long, or when its clock estimate moves by
 # more than a second; in between, the stored (offset, time) relaxes to the same estimate.
 _SEEN_EVERY_S = 60.0
@@ -126,6 +132,9 @@ class GatewayStore:
         self._clock_cache: dict[str, _DeviceClock] = {}
         self._clock_lock = threading.Lock()
         self._sqlite_writer = threading.Lock()
+        # PostgreSQL settle: the id below which all is visible, and a candidate awaiting its writers.
+        self._safe = 0
+        self._mark: tuple[int, list[str]] | None = None
 
     def record_birth(self, device_id: str, birth: Birth, now: datetime) -> None:
         """Create or update a device and its slots from its birth message; keeps slot state."""
@@ -274,8 +283,7 @@ class GatewayStore:
         forecast. Readings are taken in id order from a cursor kept in the database. Ids are given
         out when a row is inserted, but transactions commit in their own order, so a smaller id may
         still become visible after a larger one: only ids up to a high-water mark below which every
-        transaction has finished are taken (PostgreSQL: a SHARE lock on gw_readings waits for the
-        inserting transactions in flight; SQLite has one writer at a time, so ids commit in order).
+        transaction has finished are taken (`_high_water`).
         """
         done = 0
         high = self._high_water()
@@ -304,11 +312,33 @@ class GatewayStore:
                 done += len(rows)
 
     def _high_water(self) -> int:
-        """The largest reading id below which every inserting transaction has finished."""
+        """The largest reading id below which every inserting transaction has finished.
+
+        SQLite: max(id), since it has one writer at a time and so ids commit in order. PostgreSQL
+        never blocks ingest for it: each call notes max(id) and then the transactions then writing
+        to gw_readings (a row with a smaller id that is not yet visible can only be theirs); that
+        mark becomes safe once they have all finished, at once when there were none, else at a
+        later call (the next tick).
+        """
         with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql("LOCK TABLE gw_readings IN SHARE MODE")
-            return int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM gw_readings").scalar_one())
+            top = int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM gw_readings").scalar_one())
+            if conn.dialect.name != "postgresql":
+                return top
+            if self._mark is not None and not self._in_progress(conn, self._mark[1]):
+                self._safe = max(self._safe, self._mark[0])
+                self._mark = None
+            writers = [str(r[0]) for r in conn.exec_driver_sql(_WRITERS).fetchall()]
+            if not writers:
+                self._safe, self._mark = max(self._safe, top), None
+            elif self._mark is None:
+                self._mark = (top, writers)
+            return self._safe
+
+    @staticmethod
+    def _in_progress(conn: Any, xids: list[str]) -> bool:
+        # A transaction holds the lock on its own id until it ends.
+        sql = "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND transactionid::text = ANY(%s)"
+        return bool(conn.exec_driver_sql(sql, (xids,)).scalar_one())
 
     def dirty_slots(self, limit: int) -> list[GwSlot]:
         """Slots whose readings changed since their last forecast."""
