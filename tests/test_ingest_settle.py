@@ -130,6 +130,19 @@ def test_settle_never_skips_a_reading_whose_transaction_commits_late(pg_database
     engine.dispose()
 
 
+def _blocked_take(parsed, release):  # type: ignore[no-untyped-def]
+    """What a writer's `take` returns once `release` has run; asserts it was blocked until then."""
+    got: list[object] = []
+    writer = threading.Thread(target=lambda: got.append(parsed.take(10)))
+    writer.start()
+    time.sleep(0.2)
+    assert not got, "the writer should still be waiting"
+    release()
+    writer.join(5)
+    assert got
+    return got[0]
+
+
 def test_writers_never_overtake_a_birth() -> None:
     """Batches commit side by side, except around a birth or status: those keep their place."""
     from gateway._ingest import _Parsed
@@ -140,22 +153,10 @@ def test_writers_never_overtake_a_birth() -> None:
     parsed.put(["c"], [("run", None, None)])  # type: ignore[list-item]
     first = parsed.take(10)
     assert first is not None and first[0] == ["a"] and not first[2], "telemetry never merges into a birth's batch"
-    got: list[object] = []
-    second = threading.Thread(target=lambda: got.append(parsed.take(10)))
-    second.start()
-    time.sleep(0.2)
-    assert not got, "the birth waits for the batch before it"
-    parsed.done(False)
-    second.join(5)
-    assert got and got[0][0] == ["b"] and got[0][2]  # type: ignore[index]
-    third: list[object] = []
-    t = threading.Thread(target=lambda: third.append(parsed.take(10)))
-    t.start()
-    time.sleep(0.2)
-    assert not third, "nothing starts while the birth is being stored"
-    parsed.done(True)
-    t.join(5)
-    assert third and third[0][0] == ["c"]  # type: ignore[index]
+    second = _blocked_take(parsed, lambda: parsed.done(False))  # the birth waits for the batch before it
+    assert second[0] == ["b"] and second[2]
+    third = _blocked_take(parsed, lambda: parsed.done(True))  # nothing starts while the birth is being stored
+    assert third[0] == ["c"]
     parsed.done(False)
     parsed.close()
     assert parsed.take(10) is None
