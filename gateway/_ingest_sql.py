@@ -186,7 +186,7 @@ class BatchSql:
             "SELECT s.device_id, s.slot_id, s.seq, s.ts, s.device_ts, "
             f"CASE WHEN sl.fills_up THEN 1.0 - {level} ELSE {level} END, s.replaced, s.received_at "
             "FROM gw_stage AS s JOIN sl ON sl.device_id = s.device_id AND sl.slot_id = s.slot_id "
-            "WHERE s.raw IS NOT NULL ON CONFLICT DO NOTHING"
+            "WHERE s.raw IS NOT NULL ORDER BY s.device_id, s.slot_id, s.seq ON CONFLICT DO NOTHING"
         )
         # Straight on the driver's cursor: SQLAlchemy's result set-up cost more than the statements' own Python.
         with self._cursor() as cur:
