@@ -53,11 +53,13 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA temp_store=MEMORY")  # the ingest stage table (gateway/_ingest_sql.py)
-            # Ingest touches index pages all over gw_readings (one per slot per batch). Checkpoints
-            # every 10,000 WAL pages instead of 1,000 write each such page back once, not ten
-            # times: store 78 -> 57 µs a message (docs/benchmarks.md, "Ingest"); a 64 MB page cache
-            # keeps those pages in memory (-> 55 µs).
-            cur.execute("PRAGMA wal_autocheckpoint=10000")
+            # Ingest touches index pages all over gw_readings (one per slot per batch). Its store
+            # checkpoints the WAL on a thread of its own (gateway/_store.py, _Checkpointer); this
+            # is the safety net, far enough that it rarely falls on a commit (the default 1,000
+            # pages wrote each hot page back ten times as often: store 78 -> 57 µs a message at
+            # 10,000, docs/benchmarks.md, "Ingest"). A 64 MB page cache keeps the hot pages.
+            cur.execute("PRAGMA wal_autocheckpoint=50000")
+            cur.execute("PRAGMA journal_size_limit=67108864")  # the WAL file shrinks back to 64 MB once reset
             cur.execute("PRAGMA cache_size=-65536")
             cur.close()
 
