@@ -298,10 +298,16 @@ class GatewayStore:
                 received_db = to_db(received_at)
             device_ts_db = to_db(device_ts)
             ts_db = device_ts_db if ts == device_ts else to_db(ts)
-            replaced = {e.slot_id for e in telemetry.events if e.kind == "replaced"} if telemetry.events else ()
+            # A `replaced` event carries the slot's new level: it stands in when `levels` has no number.
+            replaced = {e.slot_id: e.level for e in telemetry.events if e.kind == "replaced"} if telemetry.events else {}
             for slot_id, raw in telemetry.levels.items():
                 value = None if isinstance(raw, str) else raw  # parse_telemetry gives floats, sentinels or None
+                if value is None and slot_id in replaced:
+                    value = replaced[slot_id]
                 rows.append((msg.device_id, slot_id, telemetry.seq, ts_db, device_ts_db, value, slot_id in replaced, received_db))
+            for slot_id, level in replaced.items():
+                if slot_id not in telemetry.levels:
+                    rows.append((msg.device_id, slot_id, telemetry.seq, ts_db, device_ts_db, level, True, received_db))
         return rows
 
     def _clocks(self, device_ids: set[str]) -> dict[str, _DeviceClock]:

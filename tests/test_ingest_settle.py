@@ -65,6 +65,20 @@ def test_ingest_only_appends_and_settle_folds_levels_refills_and_dirty(engine: E
     assert flags[5] and not any(v for k, v in flags.items() if k != 5)
 
 
+def test_a_replaced_event_gives_the_new_level_when_levels_do_not(engine: Engine) -> None:
+    """docs/protocol.md: `replaced` carries the new level, also for a slot whose level is unknown or absent."""
+    store = GatewayStore(engine)
+    _device(store)
+    store.store_telemetry([_msg(1, T0, {"ink": 30, "beans": 100})])
+    unknown = TelemetryIn("dev-1", Telemetry(2, T0 + H, {"ink": "unknown"}, (LevelEvent("replaced", "ink", 100.0),)), T0 + H)
+    absent = TelemetryIn("dev-1", Telemetry(3, T0 + 2 * H, {"ink": 99}, (LevelEvent("replaced", "beans", 900.0),)), T0 + 2 * H)
+    assert store.store_telemetry([unknown, absent]).stored == 3
+    store.settle()
+    ink, beans = _slot(store, "ink"), _slot(store, "beans")
+    assert (ink.segment_start, ink.level) == (T0 + H, 0.99)
+    assert (beans.segment_start, beans.level) == (T0 + 2 * H, 0.9)
+
+
 def test_counts_consent_duplicates_sentinels_and_unknown_slots(engine: Engine) -> None:
     store = GatewayStore(engine)
     _device(store)
