@@ -19,15 +19,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-__all__ = ["BatchSql", "StageCounts", "db_time", "py_time"]
+__all__ = ["BatchSql", "IngestCounts", "db_time", "py_time"]
 
 _PG = postgresql.dialect()
 _STAGE_COLS = ("device_id", "slot_id", "seq", "ts", "device_ts", "raw", "replaced", "received_at")
@@ -64,14 +65,15 @@ def _sqlite_stage_insert(rows: int) -> str:
     return f"INSERT INTO gw_stage ({', '.join(_STAGE_COLS)}) VALUES " + ", ".join([one] * rows)
 
 
-class StageCounts(NamedTuple):
-    """What became of a batch's staged readings."""
+@dataclass(slots=True)
+class IngestCounts:
+    """What became of a batch's readings."""
 
-    stored: int
-    duplicates: int
-    not_consented: int  # the device is unknown or its household did not consent to telemetry
-    unknown: int  # a sentinel or null instead of a number
-    rejected: int  # a slot the device's birth did not announce
+    stored: int = 0
+    duplicates: int = 0
+    not_consented: int = 0  # the device is unknown or its household did not consent to telemetry
+    unknown: int = 0  # a sentinel or null instead of a number
+    rejected: int = 0  # a slot the device's birth did not announce
 
 
 def db_time(value: datetime | None, pg: bool) -> str | None:
@@ -100,14 +102,6 @@ class BatchSql:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.pg = conn.dialect.name == "postgresql"
-
-    def to_db(self, value: datetime | None) -> str | None:
-        """A UTC datetime as the backend's column stores it (what `UTCDateTime` would write)."""
-        return db_time(value, self.pg)
-
-    def from_db(self, value: Any) -> datetime | None:
-        """A timestamp column's raw value as a UTC datetime."""
-        return py_time(value)
 
     def select_in(self, table: sa.Table, cols: Sequence[str], key: str, values: Sequence[str], lock: bool = False) -> list[tuple[Any, ...]]:
         """Rows of `table` whose `key` is among `values`, ordered by it; `lock` takes row locks on PostgreSQL."""
@@ -168,10 +162,10 @@ class BatchSql:
             ]
         )
 
-    def insert_readings(self, payloads: Sequence[Any], n: int) -> StageCounts:
+    def insert_readings(self, payloads: Sequence[Any], n: int) -> IngestCounts:
         """Store `n` raw readings given as `stage_payload`s."""
         if not n:
-            return StageCounts(0, 0, 0, 0, 0)
+            return IngestCounts()
         self._stage(payloads)
         cols = "device_id, slot_id, seq, ts, device_ts, level, replaced, received_at"
         level = _CLAMPED[self.pg]
@@ -195,7 +189,7 @@ class BatchSql:
             cur.execute(_COUNTS)
             not_consented, rejected, unknown = cur.fetchone()
         duplicates = n - stored - not_consented - rejected - unknown
-        return StageCounts(stored, duplicates, not_consented, unknown, rejected)
+        return IngestCounts(stored, duplicates, not_consented, unknown, rejected)
 
     @contextmanager
     def _cursor(self) -> Iterator[Any]:

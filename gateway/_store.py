@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from ._ingest_sql import BatchSql, db_time, py_time
+from ._ingest_sql import BatchSql, IngestCounts, db_time, py_time
 from ._messages import Birth, Telemetry
 from ._models import GwDeadLetter, GwDevice, GwForecast, GwReading, GwSlot
 from ._normalise import corrected_time, estimate_clock_offset, is_refill, relaxed_clock_offset
@@ -35,17 +35,6 @@ class TelemetryIn:
     device_id: str
     telemetry: Telemetry
     received_at: datetime
-
-
-@dataclass(slots=True)
-class IngestCounts:
-    """What one batch of telemetry did."""
-
-    stored: int = 0
-    duplicates: int = 0
-    not_consented: int = 0
-    unknown: int = 0  # sentinel or missing values
-    rejected: int = 0
 
 
 _DEV: sa.Table = GwDevice.__table__  # type: ignore[attr-defined]
@@ -151,9 +140,9 @@ class _SlotState:
 
     __slots__ = ("device_id", "level", "level_at", "segment_start", "slot_id")
 
-    def __init__(self, r: tuple[Any, ...], sql: BatchSql) -> None:
+    def __init__(self, r: tuple[Any, ...]) -> None:
         self.device_id, self.slot_id = r[0], r[1]
-        self.level, self.level_at, self.segment_start = r[2], sql.from_db(r[3]), sql.from_db(r[4])
+        self.level, self.level_at, self.segment_start = r[2], py_time(r[3]), py_time(r[4])
 
     def observe(self, level: float, ts: datetime, replaced: bool) -> None:
         """A new reading: a refill starts a segment; the latest reading (by time) is the level."""
@@ -162,9 +151,9 @@ class _SlotState:
         if self.level_at is None or ts >= self.level_at:
             self.level, self.level_at = level, ts
 
-    def row(self, sql: BatchSql) -> tuple[Any, ...]:
+    def row(self, pg: bool) -> tuple[Any, ...]:
         """Key then level, level_at, segment_start, as the backend stores them."""
-        return (self.device_id, self.slot_id, self.level, sql.to_db(self.level_at), sql.to_db(self.segment_start))
+        return (self.device_id, self.slot_id, self.level, db_time(self.level_at, pg), db_time(self.segment_start, pg))
 
 
 class GatewayStore:
@@ -263,10 +252,9 @@ class GatewayStore:
 
     def write_telemetry(self, prepared: Sequence[PreparedTelemetry]) -> IngestCounts:
         """The database half of `store_telemetry`, for one or more prepared batches, in one transaction."""
-        counts = IngestCounts()
         n = sum(p.rows for p in prepared)
         if not n:
-            return counts
+            return IngestCounts()
         pg = self.engine.dialect.name == "postgresql"
         latest = {row[0]: row for p in prepared for row in p.devices}  # a device twice: its later clock
         # In id order, so that two writers updating the same devices cannot deadlock.
@@ -275,11 +263,10 @@ class GatewayStore:
         # them here instead. PostgreSQL runs concurrent appends side by side.
         with nullcontext() if pg else self._sqlite_writer, self.engine.begin() as conn:
             sql = BatchSql(conn)
-            stage = sql.insert_readings([p.payload for p in prepared], n)
+            counts = sql.insert_readings([p.payload for p in prepared], n)
             sql.update(_DEV, ["device_id"], _DEV_COLS[1:], devices)
         if self._checkpointer is not None:
             self._checkpointer.poke()
-        counts.stored, counts.duplicates, counts.not_consented, counts.unknown, counts.rejected = stage
         return counts
 
     @staticmethod
@@ -353,13 +340,13 @@ class GatewayStore:
                     return done
                 by_slot: dict[tuple[str, str], list[tuple[datetime, float, bool]]] = {}
                 for r in rows:
-                    by_slot.setdefault((r[1], r[2]), []).append((sql.from_db(r[3]), r[4], bool(r[5])))  # type: ignore[arg-type]
+                    by_slot.setdefault((r[1], r[2]), []).append((py_time(r[3]), r[4], bool(r[5])))  # type: ignore[arg-type]
                 device_ids = sorted({d for d, _ in by_slot})
-                slots = [_SlotState(r, sql) for r in sql.select_in(_SLOT, _SLOT_STATE_COLS, "device_id", device_ids) if (r[0], r[1]) in by_slot]
+                slots = [_SlotState(r) for r in sql.select_in(_SLOT, _SLOT_STATE_COLS, "device_id", device_ids) if (r[0], r[1]) in by_slot]
                 for slot in slots:
                     for ts, level, replaced in sorted(by_slot[(slot.device_id, slot.slot_id)], key=lambda x: x[0]):
                         slot.observe(level, ts, replaced)
-                sql.update(_SLOT, ["device_id", "slot_id"], ["level", "level_at", "segment_start"], [sl.row(sql) for sl in slots], dirty=True)
+                sql.update(_SLOT, ["device_id", "slot_id"], ["level", "level_at", "segment_start"], [sl.row(sql.pg) for sl in slots], dirty=True)
                 sql.set_cursor_position("settle", rows[-1][0] if len(rows) == limit else high)
                 done += len(rows)
 
