@@ -80,6 +80,15 @@ def unit_step(level: np.ndarray, capacity: np.ndarray) -> np.ndarray:
     return out
 
 
+def _group_medians(groups: np.ndarray, values: np.ndarray) -> tuple[dict[str, float], dict[str, int]]:
+    """Median and count of `values` per group, from one sort (not a pass over the fleet per group)."""
+    order = np.lexsort((values, groups))
+    g, v = groups[order], values[order]
+    ids, start, n = np.unique(g, return_index=True, return_counts=True)
+    med = (v[start + (n - 1) // 2] + v[start + n // 2]) / 2
+    return dict(zip(ids.tolist(), med.tolist(), strict=True)), dict(zip(ids.tolist(), n.tolist(), strict=True))
+
+
 class Forecaster:
     """Refreshes the stored forecast of every slot that received readings, a batch per tick."""
 
@@ -147,12 +156,12 @@ class Forecaster:
         gids_u, med_u, sd_u = population_prior(np.log(r[has_cap] * c[has_cap]), g_all[has_cap])
         by_unit = dict(zip(gids_u.tolist(), zip(med_u.tolist(), sd_u.tolist(), strict=True), strict=True))
         counts = dict(zip(*np.unique(g_all[use], return_counts=True), strict=True))
-        ref = {g: float(np.median(c[has_cap & (g_all == g)])) for g in by_unit}
+        ref, with_cap = _group_medians(g_all[has_cap], c[has_cap])
         for g, m, s in zip(gids.tolist(), med.tolist(), sd.tolist(), strict=True):
             if counts[g] < _MIN_FLEET:
                 continue
             self.prior_capacity.pop(keys[g], None)
-            if g in by_unit and by_unit[g][1] < s - 1e-9 and np.sum(has_cap & (g_all == g)) == counts[g]:
+            if g in by_unit and by_unit[g][1] < s - 1e-9 and with_cap[g] == counts[g]:
                 # Kept as the fraction per day of the group's median capacity, rescaled per slot.
                 m, s = by_unit[g][0] - math.log(ref[g]), by_unit[g][1]
                 self.prior_capacity[keys[g]] = ref[g]
