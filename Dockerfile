@@ -13,13 +13,12 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 RUN pip install . && pip uninstall -y replenish && rm -rf build *.egg-info
 
-# The project itself, installed editable: replenish._db finds the Alembic scripts in
-# /app/migrations, beside the packages, as it does in a checkout.
+# The project itself, a plain install: the Alembic scripts ship inside the package
+# (replenish/storage/migrations), as in any `pip install .`.
 COPY gateway ./gateway
 COPY replenish ./replenish
 COPY firmware_sim ./firmware_sim
-COPY migrations ./migrations
-RUN pip install --no-deps -e . \
+RUN pip install --no-deps . && rm -rf build *.egg-info \
     && groupadd --system --gid 10001 replenish \
     && useradd --system --uid 10001 --gid replenish --home-dir /app --no-create-home replenish \
     && mkdir -p /creds \

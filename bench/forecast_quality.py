@@ -3,7 +3,7 @@
 Devices are the pure `firmware_sim` models with their quirks on (quantisation, noise, sentinels,
 reboots, clock skew, offline bursts, away periods, purchases elsewhere), driven forward without a
 broker. Their messages go through `parse_birth` / `parse_telemetry` (JSON Schema included) into a
-`GatewayStore` on SQLite (normalisation, skew correction, refill detection), and the forecasts
+`GatewayStorage` on SQLite (normalisation, skew correction, refill detection), and the forecasts
 come from the service's `Forecaster` (thinning, fleet priors, away periods, the core). The
 Forecaster refreshes the whole fleet once a simulated week, which relearns the priors; at each
 case's evaluation time it forecasts that slot from the store.
@@ -39,10 +39,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from firmware_sim import KINDS, make_device  # noqa: E402
-from gateway import GatewayStore, InvalidMessage, TelemetryIn, make_engine, parse_birth, parse_status, parse_telemetry  # noqa: E402
-from gateway._forecast import forecast_batch  # noqa: E402
-from gateway._forecaster import Forecaster, away_from  # noqa: E402
-from gateway._models import SQLModel  # noqa: E402
+from gateway import (  # noqa: E402
+    Forecaster,
+    GatewayStorage,
+    InvalidMessage,
+    TelemetryIn,
+    away_from,
+    forecast_batch,
+    make_engine,
+    parse_birth,
+    parse_status,
+    parse_telemetry,
+)
+from replenish.bootstrap import migrate  # noqa: E402
 
 DAY = 86_400.0
 LEAD_DAYS = 7.0  # the issue's question: how well do we know the run-out a week ahead?
@@ -127,7 +136,7 @@ def threshold_lead(t: np.ndarray, y: np.ndarray, empty: float) -> float:
 class Replay:
     """Feeds the parsed messages into the store in arrival order, like the ingest worker."""
 
-    def __init__(self, store: GatewayStore, events: list[tuple[float, int, str, str, Any]]) -> None:
+    def __init__(self, store: GatewayStorage, events: list[tuple[float, int, str, str, Any]]) -> None:
         self.store, self.events, self.i = store, events, 0
 
     def until(self, t: float) -> None:
@@ -142,31 +151,31 @@ class Replay:
                 batch.append(TelemetryIn(device_id, parsed, when))
                 continue
             if batch:  # keep each device's messages in arrival order around births and statuses
-                self.store.store_telemetry(batch)
+                self.store.telemetry.store(batch)
                 batch = []
             if suffix == "birth":
-                self.store.record_birth(device_id, parsed, when)
+                self.store.registry.record_birth(device_id, parsed, when)
             else:
-                self.store.record_status(device_id, parsed, when)
+                self.store.registry.record_status(device_id, parsed, when)
         if batch:
-            self.store.store_telemetry(batch)
+            self.store.telemetry.store(batch)
 
 
 def evaluate(
-    forecaster: Forecaster, store: GatewayStore, due: list[dict[str, Any]], now: float, away: Any, dump: list[dict[str, Any]] | None
+    forecaster: Forecaster, store: GatewayStorage, due: list[dict[str, Any]], now: float, away: Any, dump: list[dict[str, Any]] | None
 ) -> list[dict[str, Any]]:
     """Forecast the due cases' slots as the service would, plus the baselines, at `now`."""
     when = datetime.fromtimestamp(now, UTC)
-    store.settle()  # as Forecaster.refresh does: fold the appended readings into their slots first
-    slots = {(s.device_id, s.slot_id): s for s in store.slots({c["device"] for c in due})}
+    store.settler.settle()  # as the service's tick does: fold the appended readings into their slots first
+    slots = {(s.device_id, s.slot_id): s for s in store.registry.slots({c["device"] for c in due})}
     picked = [slots[(c["device"], c["slot"])] for c in due]
     keys, inputs = forecaster.inputs(picked, when, away)
     fa = forecast_batch(**inputs, quantiles=(0.25, 0.75))
     methods = [r.explanation["method"] for r in forecaster.rows(keys, fa, when)]
     # The same inputs without the calendar; every stored reading for the baseline.
     plain = forecast_batch(**(inputs | {"away": None}))
-    series = store.readings_since((s.device_id, s.slot_id, s.segment_start) for s in picked)
-    periods = forecaster._away(keys, away)  # noqa: SLF001 - the bench dumps the periods the service passed
+    series = store.forecasts.readings_since((s.device_id, s.slot_id, s.segment_start) for s in picked)
+    periods = inputs["away"]  # the periods the service passed to the core, per slot
     rows = []
     for i, c in enumerate(due):
         pts = series.get(keys[i], [])
@@ -291,11 +300,11 @@ def main() -> None:  # noqa: C901, PLR0915
 
     tmp = tempfile.TemporaryDirectory()
     engine = make_engine(f"sqlite:///{tmp.name}/quality.db")
-    SQLModel.metadata.create_all(engine)
-    store = GatewayStore(engine)
+    migrate(engine)
+    store = GatewayStorage.on(engine)
     for device_id in truth:
-        store.set_store_readings(device_id, True)  # the households' telemetry consent
-    forecaster = Forecaster(store, batch_size=100_000)
+        store.registry.set_store_readings(device_id, True)  # the households' telemetry consent
+    forecaster = Forecaster(store.registry, store.forecasts, batch_size=100_000)
     away = away_from({d: [(datetime.fromtimestamp(s, UTC), datetime.fromtimestamp(e, UTC)) for s, e in tr["away"]] for d, tr in truth.items()})
     replay = Replay(store, events)
     rows: list[dict[str, Any]] = []
@@ -320,6 +329,7 @@ def main() -> None:  # noqa: C901, PLR0915
         when = datetime.fromtimestamp(now, UTC)
         if refresh:
             next_refresh += args.refresh_days * DAY
+            store.settler.settle()
             while forecaster.refresh(when, away):
                 pass
         if due:
@@ -332,7 +342,7 @@ def main() -> None:  # noqa: C901, PLR0915
     # The threshold rule needs the readings up to the run-out itself: finish the replay, then look.
     replay.until(end)
     for r in rows:
-        hist = store.history(r["device"], r["slot"], r.pop("seg_start"))
+        hist = store.forecasts.history(r["device"], r["slot"], r.pop("seg_start"))
         t = np.array([p[0].timestamp() for p in hist])
         y = np.array([p[1] for p in hist])
         r["lead"] = threshold_lead(t, y, r["empty"]) if len(t) else 0.0
@@ -349,7 +359,7 @@ def main() -> None:  # noqa: C901, PLR0915
             print(f"{name:16} {s['cases']:5d} {s['answered']:4d} {s['mae_days']:8.2f} {s['mae_linear_days']:8.2f} "
                   f"{s['mae_threshold_days']:8.2f} {s['p10_coverage']:7.3f} {s['linear_early_enough']:6.3f} {s['threshold_in_time']:6.3f}")  # fmt: skip
     print(f"observed share empty before P10/P25/P50/P75/P90: {overall['observed']}; without away periods P10 covers {overall['no_away_p10_coverage']}")
-    priors = {f"{m}/{s}": (round(p[0], 4), round(p[1], 4), forecaster.prior_capacity.get((m, s))) for (m, s), p in sorted(forecaster.priors.items())}
+    priors = {f"{m}/{s}": (round(p.rate, 4), round(p.sd, 4), p.capacity) for (m, s), p in sorted(forecaster.priors.items())}
     print(f"priors learnt (rate, sd per day, and the capacity they refer to when learnt in the slot's unit): {priors}")
     print(f"time: {total_s:.0f} s (simulate+parse {sim_s:.0f} s on {args.workers} workers, store {t_ing:.0f} s, forecasts {t_fc:.0f} s); plot {args.plot}")
     print(json.dumps({

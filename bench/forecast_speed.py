@@ -21,7 +21,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gateway._forecast import forecast_batch  # noqa: E402
+from gateway import forecast_batch  # noqa: E402
 
 DAY = 86_400.0
 Z = 1.2815515655446004

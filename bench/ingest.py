@@ -165,7 +165,7 @@ def database(backend: str) -> Iterator[str]:
     import sqlalchemy as sa
 
     from gateway import make_engine
-    from replenish._db import migrate
+    from replenish.bootstrap import migrate
 
     if backend == "sqlite":
         with tempfile.TemporaryDirectory() as tmp:
@@ -236,12 +236,12 @@ def _stored() -> float:
 
 def gateway_sub(port: int, url: str, client_id: str, readings: int | None, batch_size: int, batch_wait: float, writers: int = 2) -> float:
     """The gateway's Ingestor on a fresh engine: create the session, or drain until `readings` are committed."""
-    from gateway import GatewayStore, Ingestor, MqttTarget, WallClock, make_engine
+    from gateway import GatewayStorage, IngestOptions, MqttTarget, WallClock, make_engine
+    from replenish.bootstrap import build_ingestor
 
     engine = make_engine(url)
-    ingestor = Ingestor(
-        GatewayStore(engine), WallClock(), MqttTarget("127.0.0.1", port), client_id=client_id, batch_size=batch_size, batch_wait=batch_wait, writers=writers
-    )
+    options = IngestOptions(client_id=client_id, batch_size=batch_size, batch_wait=batch_wait, writers=writers)
+    ingestor = build_ingestor(GatewayStorage.on(engine), WallClock(), MqttTarget("127.0.0.1", port), options)
     before = _stored()
     t0 = time.perf_counter()
     ingestor.start()
@@ -262,10 +262,10 @@ def gateway_sub(port: int, url: str, client_id: str, readings: int | None, batch
 
 def register(url: str, devices: list[str]) -> None:
     """Birth and telemetry consent for every device, through the gateway's store."""
-    from gateway import Birth, GatewayStore, SlotSpec, make_engine
+    from gateway import Birth, GatewayStorage, SlotSpec, make_engine
 
     engine = make_engine(url)
-    store = GatewayStore(engine)
+    store = GatewayStorage.on(engine).registry
     birth = Birth("bench-printer", "printer.inkjet", "1.0", tuple(SlotSpec(s, f"ink.{s}", "percent", 100.0) for s in SLOTS))
     now = datetime.now(UTC)
     for d in devices:
@@ -289,12 +289,12 @@ def check(url: str, expected: int) -> dict[str, int]:
 
 
 def settle(url: str) -> dict[str, Any]:
-    """Time GatewayStore.settle over everything the drains appended."""
-    from gateway import GatewayStore, make_engine
+    """Time the Settler over everything the drains appended."""
+    from gateway import GatewayStorage, make_engine
 
     engine = make_engine(url)
     t0 = time.perf_counter()
-    folded = GatewayStore(engine).settle()
+    folded = GatewayStorage.on(engine).settler.settle()
     took = time.perf_counter() - t0
     engine.dispose()
     return {"readings": folded, "seconds": round(took, 2), "readings_per_s": round(folded / took)}
@@ -306,13 +306,15 @@ def latency(port: int, url: str, devices: list[str], first_seq: int, rate: float
 
     import sqlalchemy as sa
 
-    from gateway import GatewayStore, Ingestor, MqttTarget, WallClock, make_engine
+    from gateway import GatewayStorage, IngestOptions, MqttTarget, WallClock, make_engine
+    from replenish.bootstrap import build_ingestor
 
     engine = make_engine(url)
     ts_col = "device_ts" if "device_ts" in {c["name"] for c in sa.inspect(engine).get_columns("gw_readings")} else "ts"
     with engine.connect() as conn:
         first_id = conn.execute(sa.text("SELECT coalesce(max(id), 0) FROM gw_readings")).scalar_one()
-    ingestor = Ingestor(GatewayStore(engine), WallClock(), MqttTarget("127.0.0.1", port), client_id="gw-live-" + uuid.uuid4().hex[:6], batch_size=batch_size, batch_wait=batch_wait)
+    options = IngestOptions(client_id="gw-live-" + uuid.uuid4().hex[:6], batch_size=batch_size, batch_wait=batch_wait)
+    ingestor = build_ingestor(GatewayStorage.on(engine), WallClock(), MqttTarget("127.0.0.1", port), options)
     ingestor.start()
     per_device = max(int(rate * seconds / len(devices)), 1)
     polls: list[tuple[int, float]] = []
@@ -361,7 +363,7 @@ def main() -> None:
     ap.add_argument("--backends", default="postgres,sqlite")
     ap.add_argument("--batch-size", type=int, default=10000, help="most messages a writer commits at once")
     ap.add_argument("--batch-wait", type=float, default=0.02, help="seconds the parser waits to fill a chunk")
-    ap.add_argument("--writers", type=int, default=2, help="the gateway's store threads (Ingestor(writers=...))")
+    ap.add_argument("--writers", type=int, default=2, help="the gateway's store threads (IngestOptions(writers=...))")
     ap.add_argument("--latency-seconds", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=3, help="backlogs drained by every subscriber in turn; the median round is reported")
     args = ap.parse_args()

@@ -24,13 +24,13 @@ Pure models (no broker, no clock; for tests and the forecast benchmark)::
   let devices share one household (size, time zone, trips); `away_periods` lists its trips.
 
 Over MQTT: `Fleet(host, port, [FleetDevice(...)], SimClock(speed), interval_hours, seed,
-credentials=load_credentials(path), quirks=Quirks(...))`, then `start()` / `stop()`; one thread
+credentials=load_credentials(path), quirks=Quirks(...), namespace="")`, then `start()` / `stop()`; one thread
 drives every device (`ClientLoop`). `python -m firmware_sim.bench` measures 10,000 devices.
 """
 
 from ._clock import SimClock
 from ._device import SimDevice
-from ._fleet import Fleet, FleetDevice, load_credentials
+from ._fleet import Fleet, FleetDevice, load_credentials, topic_root
 from ._kinds import Kind, SlotDef
 from ._loop import ClientLoop
 from ._printer import InkjetPrinter, PrinterProfile
@@ -58,4 +58,5 @@ __all__ = [
     "load_credentials",
     "make_device",
     "make_household",
+    "topic_root",
 ]

@@ -27,7 +27,7 @@ from ._printer import PrinterProfile
 from ._registry import make_device
 from ._truth import Message, Quirks
 
-__all__ = ["Fleet", "FleetDevice", "load_credentials"]
+__all__ = ["Fleet", "FleetDevice", "load_credentials", "topic_root"]
 
 log = logging.getLogger(__name__)
 PREFIX = "replenish/v1/devices"
@@ -57,8 +57,9 @@ def load_credentials(path: str | Path) -> dict[str, str]:
     return {d["device_id"]: d["password"] for d in doc.get("devices", [])}
 
 
-def _topic(device_id: str, suffix: str) -> str:
-    return f"{PREFIX}/{device_id}/{suffix}"
+def topic_root(namespace: str = "") -> str:
+    """Where a device's topics live: `replenish/v1/devices`, after the deployment's namespace if any (docs/protocol.md)."""
+    return f"{namespace}/{PREFIX}" if namespace else PREFIX
 
 
 class _Node:
@@ -85,9 +86,10 @@ class Fleet:
         self, host: str, port: int, devices: list[FleetDevice], clock: Clock, interval_hours: float = 1.0, seed: int = 1, *,
         credentials: Mapping[str, str] | None = None, quirks: Quirks | None = None, wave_size: int = 250,
         wave_interval_s: float = 0.05, keepalive: int = 60, protocol: int = mqtt.MQTTv311,
-        username: str | None = None, password: str | None = None,
+        username: str | None = None, password: str | None = None, namespace: str = "",
     ) -> None:
         self.host, self.port, self.clock, self.keepalive = host, port, clock, keepalive
+        self.root = topic_root(namespace)
         self.wave_size, self.wave_interval_s = max(1, wave_size), wave_interval_s
         self.rng = random.Random(seed)
         self.loop = ClientLoop()
@@ -108,7 +110,7 @@ class Fleet:
                 client.username_pw_set(d.device_id, credentials[d.device_id])
             elif username:
                 client.username_pw_set(username, password)
-            client.will_set(_topic(d.device_id, "status"), json.dumps(device.status("offline")), qos=1, retain=True)
+            client.will_set(self._topic(d.device_id, "status"), json.dumps(device.status("offline")), qos=1, retain=True)
             client.max_inflight_messages_set(100)
             client.max_queued_messages_set(0)
             client.user_data_set(d.device_id)
@@ -123,6 +125,9 @@ class Fleet:
         self._stopping = False
 
     # -- life cycle ------------------------------------------------------------------------
+
+    def _topic(self, device_id: str, suffix: str) -> str:
+        return f"{self.root}/{device_id}/{suffix}"
 
     def start(self) -> None:
         """Connect every device (in waves) and start publishing."""
@@ -144,7 +149,7 @@ class Fleet:
         for node in self.nodes.values():
             node.held = True
             if node.state == "up":  # disconnect once the broker has the retained `offline` (see _on_publish)
-                info = node.client.publish(_topic(node.device.device_id, "status"), json.dumps(node.device.status("offline")), qos=1, retain=True)
+                info = node.client.publish(self._topic(node.device.device_id, "status"), json.dumps(node.device.status("offline")), qos=1, retain=True)
                 self._farewell[node.device.device_id] = info.mid
             else:
                 node.client.disconnect()
@@ -202,9 +207,9 @@ class Fleet:
             return
         node.state, node.attempts = "up", 0
         self.stats["connects"] += 1
-        client.subscribe(_topic(device_id, "orders"), qos=1)
-        client.publish(_topic(device_id, "birth"), json.dumps(node.device.birth()), qos=1, retain=True)
-        client.publish(_topic(device_id, "status"), json.dumps(node.device.status("online")), qos=1, retain=True)
+        client.subscribe(self._topic(device_id, "orders"), qos=1)
+        client.publish(self._topic(device_id, "birth"), json.dumps(node.device.birth()), qos=1, retain=True)
+        client.publish(self._topic(device_id, "status"), json.dumps(node.device.status("online")), qos=1, retain=True)
         while node.pending and node.state == "up":
             self._send(node, node.pending.popleft())
 
@@ -271,5 +276,5 @@ class Fleet:
         if node.state != "up":
             node.pending.append(m)
             return
-        node.client.publish(_topic(node.device.device_id, m.suffix), json.dumps(m.payload), qos=1, retain=m.retain)
+        node.client.publish(self._topic(node.device.device_id, m.suffix), json.dumps(m.payload), qos=1, retain=m.retain)
         self.stats["published"] += 1

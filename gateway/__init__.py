@@ -1,36 +1,41 @@
-"""The gateway: MQTT ingest, device registry, normalisation and forecasting."""
+"""The gateway: MQTT ingest, device registry, normalisation and forecasting.
 
-from ._access import SERVICE_USERNAME, BrokerAccess, DeviceSecret, hash_secret, new_secret, verify_secret
-from ._clock import AcceleratedClock, Clock, ManualClock, WallClock
-from ._db import UTCDateTime, make_engine, normalise_db_url
-from ._dynsec import DynsecError, MosquittoDynsec
-from ._embedded_auth import EmbeddedAccess
-from ._forecast import MEASURED_METHODS, ForecastArrays, forecast_batch
-from ._forecaster import Forecaster
-from ._ingest import Ingestor
-from ._messages import (
+This is its public surface: what `replenish`, the benches and the CLI use. The rooms behind it
+(`protocol`, `readings`, `forecasting`, `mqtt`, `storage`, `services`) are described in
+docs/architecture.md; `replenish` reaches them only through these names.
+"""
+
+from .clock import AcceleratedClock, Clock, ManualClock, WallClock
+from .forecasting import ForecastArrays, ForecastMethod, ForecastView, forecast_batch
+from .mqtt import DeviceNotifier, DynsecError, EmbeddedAccess, EmbeddedBroker, IngestConnection, MosquittoDynsec, MqttTarget, free_port, new_client, pick_port
+from .protocol import (
     PROTOCOL_VERSION,
+    SERVICE_USERNAME,
     Birth,
+    BrokerAccess,
+    DeviceSecret,
     InvalidMessage,
     SlotSpec,
     Telemetry,
+    TelemetryIn,
+    Topics,
+    hash_secret,
+    new_secret,
     parse_birth,
     parse_rfc3339,
     parse_status,
     parse_telemetry,
+    valid_device_id,
+    verify_secret,
 )
-from ._models import GwCredential, GwDeadLetter, GwDevice, GwForecast, GwReading, GwSlot
-from ._mqtt import EmbeddedBroker, MqttTarget, free_port, new_client, pick_port
-from ._notify import DeviceNotifier
-from ._store import GatewayStore, IngestCounts, TelemetryIn
-from ._topics import PREFIX, parse_topic, topic_for, valid_device_id
+from .services import AwayProvider, Forecaster, IngestOptions, Ingestor, away_from
+from .storage import GatewayStorage, GwDevice, GwSlot, IngestCounts, UTCDateTime, make_engine
 
 __all__ = [
-    "MEASURED_METHODS",
-    "PREFIX",
     "PROTOCOL_VERSION",
     "SERVICE_USERNAME",
     "AcceleratedClock",
+    "AwayProvider",
     "Birth",
     "BrokerAccess",
     "Clock",
@@ -40,15 +45,15 @@ __all__ = [
     "EmbeddedAccess",
     "EmbeddedBroker",
     "ForecastArrays",
+    "ForecastMethod",
+    "ForecastView",
     "Forecaster",
-    "GatewayStore",
-    "GwCredential",
-    "GwDeadLetter",
+    "GatewayStorage",
     "GwDevice",
-    "GwForecast",
-    "GwReading",
     "GwSlot",
+    "IngestConnection",
     "IngestCounts",
+    "IngestOptions",
     "Ingestor",
     "InvalidMessage",
     "ManualClock",
@@ -57,22 +62,21 @@ __all__ = [
     "SlotSpec",
     "Telemetry",
     "TelemetryIn",
+    "Topics",
     "UTCDateTime",
     "WallClock",
+    "away_from",
     "forecast_batch",
     "free_port",
     "hash_secret",
     "make_engine",
     "new_client",
     "new_secret",
-    "normalise_db_url",
     "parse_birth",
     "parse_rfc3339",
     "parse_status",
     "parse_telemetry",
-    "parse_topic",
     "pick_port",
-    "topic_for",
     "valid_device_id",
     "verify_secret",
 ]

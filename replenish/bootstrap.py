@@ -1,18 +1,25 @@
-"""The one composition root: builds settings, clock, database, broker, gateway and services, and runs them."""
+"""The one composition root: builds settings' clock, database, broker, gateway and services, and runs them.
+
+Nothing else constructs infrastructure. Every CLI command, the demo, the benches and the tests
+build what they need through the functions here, and `Service` is what `replenish up`,
+`replenish gateway` and `replenish serve` run. Migrating is a step of its own (`migrate`):
+constructing a `Service` touches no schema.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import httpx
 import uvicorn
-
+from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
+from firmware_sim import Fleet, FleetDevice, SimClock
 from gateway import (
     SERVICE_USERNAME,
     AcceleratedClock,
@@ -22,29 +29,47 @@ from gateway import (
     EmbeddedAccess,
     EmbeddedBroker,
     Forecaster,
-    GatewayStore,
+    GatewayStorage,
+    IngestConnection,
+    IngestOptions,
     Ingestor,
     MosquittoDynsec,
     MqttTarget,
+    Topics,
     WallClock,
     make_engine,
     new_secret,
     pick_port,
 )
 
-from ._api import create_app
-from ._catalog import Catalog
-from ._db import migrate
-from ._households import Households
-from ._orders import Orders
-from ._outbox import OutboxDispatcher
-from ._provisioning import Provisioner
-from ._web import add_web
+from .catalog import Catalog
+from .fulfilment import Fulfillers, FulfilmentEvents, OutboxDispatcher, enqueue_release
+from .households import Consents, Households
+from .notifications import DeviceNotices
+from .ordering import OrderActions, OrderPlacer, OrderQueries
+from .provisioning import Provisioner
 from .settings import Settings
+from .storage import migrate as migrate_engine
+from .web import Pages, create_app, probe_app
 
-__all__ = ["Service", "build_access", "build_clock", "reserved_usernames"]
+__all__ = [
+    "HttpServer",
+    "Service",
+    "build_access",
+    "build_clock",
+    "build_dynsec",
+    "build_fleet",
+    "build_ingestor",
+    "build_provisioner",
+    "migrate",
+    "open_database",
+    "reserved_usernames",
+    "serve_http",
+]
 
 log = logging.getLogger(__name__)
+
+_START_TIMEOUT_S = 30.0
 
 
 def build_clock(settings: Settings) -> Clock:
@@ -54,48 +79,151 @@ def build_clock(settings: Settings) -> Clock:
     return AcceleratedClock(settings.clock_speed, settings.clock_start)
 
 
+def open_database(settings: Settings) -> Engine:
+    """An engine on REPLENISH_DATABASE_URL (SQLite or PostgreSQL); its schema is not touched."""
+    return make_engine(settings.database_url)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database schema to the newest revision (`replenish migrate`, `replenish up`, the tests)."""
+    migrate_engine(engine)
+
+
+def reserved_usernames(settings: Settings) -> frozenset[str]:
+    """The broker's own accounts (the service's, the dynamic-security admin's): no device may take one."""
+    names = {MqttTarget.from_url(settings.mqtt_url).username if settings.mqtt_url else None, SERVICE_USERNAME}
+    if settings.mqtt_admin_url:
+        names.add(MqttTarget.from_url(settings.mqtt_admin_url).username)
+    return frozenset(n for n in names if n)
+
+
+def build_dynsec(settings: Settings) -> MosquittoDynsec:
+    """Mosquitto's dynamic security, as REPLENISH_MQTT_ADMIN_URL's admin (`replenish broker setup`)."""
+    return MosquittoDynsec(MqttTarget.from_url(settings.mqtt_admin_url), topics=settings.topics)
+
+
+def build_access(settings: Settings, engine: Engine, clock: Clock) -> BrokerAccess | None:
+    """Where device credentials go: the embedded broker, Mosquitto's dynamic security, or nowhere."""
+    if not settings.mqtt_url:
+        return EmbeddedAccess(engine, clock, settings.topics)
+    if settings.mqtt_admin_url:
+        return build_dynsec(settings)
+    return None  # an external broker without an admin account: provision devices there yourself
+
+
+def build_provisioner(settings: Settings, engine: Engine, gateway: GatewayStorage, clock: Clock) -> Provisioner | None:
+    """The provisioner for the configured broker, or None when there is nowhere to install credentials."""
+    access = build_access(settings, engine, clock)
+    return Provisioner(engine, gateway, access, clock, reserved_usernames(settings)) if access is not None else None
+
+
+def build_ingestor(storage: GatewayStorage, clock: Clock, target: MqttTarget, options: IngestOptions) -> Ingestor:
+    """A gateway worker's ingestor on its own subscriber connection (not yet started)."""
+    connection = IngestConnection(
+        target, options.client_id, options.subscriptions(), clock.now, version=options.version(), receive_maximum=options.receive_window()
+    )
+    return Ingestor(storage, connection, options)
+
+
+def build_fleet(target: MqttTarget, devices: list[FleetDevice], clock: SimClock, interval_hours: float = 1.0, **options: object) -> Fleet:
+    """A simulated fleet publishing to `target` (the demo's, or `replenish sim`'s)."""
+    return Fleet(target.host, target.port, devices, clock, interval_hours, **options)  # type: ignore[arg-type]
+
+
 @dataclass
+class HttpServer:
+    """A uvicorn server on a thread of its own."""
+
+    server: uvicorn.Server
+    thread: threading.Thread
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """Where it answers."""
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        """Ask it to finish, and wait for it."""
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
+def serve_http(app: FastAPI, host: str, port: int, name: str) -> HttpServer:
+    """Serve an app on `port` (the next free one when taken; 0: any), and wait until it listens."""
+    chosen = pick_port(host, port)
+    if port and chosen != port:
+        log.warning("port %d is taken; %s uses %d", port, name, chosen)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=chosen, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while not server.started and time.monotonic() < deadline:
+        if not thread.is_alive():
+            raise RuntimeError(f"{name} failed to start on {host}:{chosen}")
+        time.sleep(0.05)
+    return HttpServer(server, thread, host, chosen)
+
+
 class Service:
     """What `replenish up` runs, built from settings; start() and stop() from any thread.
 
-    `ingest` runs the gateway's half (MQTT ingest and forecasts), `serve` the service's half
-    (web page and APIs, ordering policy, outbox, device notifications); `up` runs both, and
-    docker-compose runs several ingest-only workers beside one serving process.
+    `ingest` runs the gateway's half (MQTT ingest), `serve` the service's half (forecasts, web
+    page and APIs, ordering policy, outbox, device notifications); `up` runs both, and
+    docker-compose runs several ingest-only workers beside one serving process. Every process
+    answers `/healthz` and `/metrics` (an ingest-only one on REPLENISH_WEB_PORT).
     """
 
-    settings: Settings
-    ingest: bool = True
-    serve: bool = True
-    clock: Clock = field(init=False)
-    broker: EmbeddedBroker | None = field(init=False, default=None)
-    web_port: int = field(init=False, default=0)
-
-    def __post_init__(self) -> None:
-        s = self.settings
-        if not (self.ingest and self.serve) and not s.mqtt_url:
+    def __init__(self, settings: Settings, ingest: bool = True, serve: bool = True) -> None:
+        s = self.settings = settings
+        if not (ingest and serve) and not s.mqtt_url:
             # Each process would start its own embedded broker: devices on one, notices on the other.
             raise ValueError("running ingest and serve in separate processes needs a shared broker: set REPLENISH_MQTT_URL")
+        self.ingest, self.serve = ingest, serve
+        self.topics: Topics = s.topics
         self.clock = build_clock(s)
-        self.engine = make_engine(s.database_url)
-        migrate(self.engine)
-        self.store = GatewayStore(self.engine)
+        self.engine = open_database(s)
+        self.gateway = GatewayStorage.on(self.engine)
+        self.households = Households(self.engine, self.clock)
         self.catalog = Catalog(self.engine)
-        self.households = Households(self.engine, self.store, self.clock)
+        self.fulfillers = Fulfillers(self.engine, s.lead_time_days)
+        self.queries = OrderQueries(self.engine)
+        self.access = build_access(s, self.engine, self.clock)
+        self.provisioner = Provisioner(self.engine, self.gateway, self.access, self.clock, reserved_usernames(s)) if self.access is not None else None
+        self.notices = DeviceNotices(self.queries, None)  # its notifier comes with the broker, at start
+        self.consents = Consents(self.engine, self.households, self.gateway, self.clock)
+        self.actions = OrderActions(self.engine, self.consents, enqueue_release, self.notices.notify)
+        self.consents.on_withdrawn(self.actions.on_consent_withdrawn)
+        self.placer = OrderPlacer(
+            self.engine, self.gateway, self.households, self.consents, self.notices.notify,
+            cancel_window=timedelta(hours=s.cancel_window_hours), review_every=timedelta(seconds=s.tick_seconds * self.clock.speed),
+        )  # fmt: skip
+        self.events = FulfilmentEvents(self.engine, self.notices.notify)
+        self.forecaster = Forecaster(self.gateway.registry, self.gateway.forecasts)
         self.http = httpx.Client()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._server: uvicorn.Server | None = None
+        self.outbox = OutboxDispatcher(self.engine, WallClock(), self.http)
+        self.broker: EmbeddedBroker | None = None
         self.ingestor: Ingestor | None = None
         self.notifier: DeviceNotifier | None = None
-        self.access = build_access(s, self.engine, self.clock)
-        self.provisioner = (
-            Provisioner(self.engine, self.store, self.access, self.clock, reserved_usernames(s)) if self.access is not None else None
-        )
+        self.web: HttpServer | None = None
+        self._stop = threading.Event()
+        self._ticks: threading.Thread | None = None
 
     @property
     def web_url(self) -> str:
-        """Where the web page and API answer."""
-        return f"http://{self.settings.web_host}:{self.web_port}"
+        """Where the web page and API (or, ingest only, `/healthz` and `/metrics`) answer."""
+        assert self.web is not None, "not started"
+        return self.web.url
+
+    @property
+    def web_port(self) -> int:
+        """The port the web server listens on."""
+        return self.web.port if self.web is not None else 0
+
+    def migrate(self) -> None:
+        """Bring this service's database to the newest schema."""
+        migrate(self.engine)
 
     def _mqtt(self) -> MqttTarget:
         """The broker to use: the configured one, or the embedded one with a fresh service password."""
@@ -115,63 +243,39 @@ class Service:
         """Start the broker (embedded unless a URL is set), then this process's roles."""
         s = self.settings
         target = self.mqtt_target = self._mqtt()
-        self.forecaster = Forecaster(self.store)
         if self.ingest:
-            self.ingestor = Ingestor(
-                self.store,
-                self.clock,
-                target,
+            options = IngestOptions(
                 client_id=s.gateway_client_id,
                 share_group=s.gateway_share_group or None,
                 mqtt_version=4 if self.broker is not None else None,  # amqtt speaks 3.1.1 only: no MQTT 5 attempt
+                topics=self.topics,
             )
+            self.ingestor = build_ingestor(self.gateway, self.clock, target, options)
             self.ingestor.start()
         if self.serve:
-            self._start_serving(target)
-        if self.serve:
-            self._spawn("ticks", self._tick_loop)
-        log.info("replenish is up (%s): MQTT %s", "+".join(r for r, on in (("ingest", self.ingest), ("serve", self.serve)) if on), target.url)
+            self.notifier = self.notices.notifier = DeviceNotifier(target, client_id=f"{s.gateway_client_id}-notifier", topics=self.topics)
+            self.notifier.start()
+            pages = Pages(self.households, self.consents, self.gateway, self.queries, self.actions, self.clock)
+            app = create_app(pages, self.fulfillers, self.events, self.provisioner, s.secret_key, s.admin_token)
+            self.web = serve_http(app, s.web_host, s.web_port, "web")
+            log.info("web page and API at %s", self.web_url)
+            self._ticks = threading.Thread(target=self._tick_loop, name="ticks", daemon=True)
+            self._ticks.start()
+        else:
+            self.web = serve_http(probe_app("replenish gateway"), s.web_host, s.web_port, "probes")
+        roles = "+".join(r for r, on in (("ingest", self.ingest), ("serve", self.serve)) if on)
+        log.info("replenish is up (%s): MQTT %s", roles, target.url)
 
-    def _start_serving(self, target: MqttTarget) -> None:
-        s = self.settings
-        self.notifier = DeviceNotifier(target, client_id=f"{s.gateway_client_id}-notifier")
-        self.notifier.start()
-        self.orders = Orders(
-            self.engine,
-            self.store,
-            self.households,
-            self.notifier,
-            cancel_window=timedelta(hours=s.cancel_window_hours),
-            review_every=timedelta(seconds=s.tick_seconds * self.clock.speed),
-        )
-        self.outbox = OutboxDispatcher(self.engine, WallClock(), self.http)
-        self.app = create_app(self.catalog, self.orders, self.clock.now, self.provisioner, s.admin_token)
-        add_web(self.app, s.secret_key, self.households, self.store, self.orders, self.clock)
-        self.web_port = pick_port(s.web_host, s.web_port)
-        if s.web_port and self.web_port != s.web_port:
-            log.warning("web port %d is taken; using %d", s.web_port, self.web_port)
-        self._server = uvicorn.Server(uvicorn.Config(self.app, host=s.web_host, port=self.web_port, log_level="warning", lifespan="on"))
-        self._spawn("web", self._server.run)
-        deadline = time.monotonic() + 30
-        while not self._server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        log.info("web page and API at %s", self.web_url)
-
-    def _spawn(self, name: str, target: object) -> None:
-        t = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
-        t.start()
-        self._threads.append(t)
-
-    def tick(self) -> None:
-        """One pass of the serve role: refresh forecasts, plan, release and deliver orders."""
-        now = self.clock.now()
-        if self.serve:
-            # One forecaster for the whole deployment: several ingest workers would forecast the
-            # same slots twice and race on inserting the same forecast rows.
-            self.forecaster.refresh(now)
-            self.orders.plan(now)
-            self.orders.release_due(now)
-            self.outbox.dispatch_due(now)
+    def tick(self, now: datetime | None = None) -> None:
+        """One pass of the serve role, in order: settle readings, refresh forecasts, plan, release, deliver webhooks."""
+        now = now or self.clock.now()
+        # One forecaster (and one settler) for the whole deployment: several ingest workers would
+        # forecast the same slots twice and race on inserting the same forecast rows.
+        self.gateway.settler.settle()
+        self.forecaster.refresh(now)
+        self.placer.plan(now)
+        self.actions.release_due(now)
+        self.outbox.dispatch_due(now)
 
     def _tick_loop(self) -> None:
         while not self._stop.wait(self.settings.tick_seconds):
@@ -183,10 +287,10 @@ class Service:
     def stop(self) -> None:
         """Stop everything, in reverse order of start."""
         self._stop.set()
-        if self._server is not None:
-            self._server.should_exit = True
-        for t in self._threads:
-            t.join(15)
+        if self.web is not None:
+            self.web.stop()
+        if self._ticks is not None:
+            self._ticks.join(15)
         if self.ingestor is not None:
             self.ingestor.stop()
         if self.notifier is not None:
@@ -195,20 +299,3 @@ class Service:
             self.broker.stop()
         self.http.close()
         self.engine.dispose()
-
-
-def reserved_usernames(settings: Settings) -> frozenset[str]:
-    """The broker's own accounts (the service's, the dynamic-security admin's): no device may take one."""
-    names = {MqttTarget.from_url(settings.mqtt_url).username if settings.mqtt_url else None, SERVICE_USERNAME}
-    if settings.mqtt_admin_url:
-        names.add(MqttTarget.from_url(settings.mqtt_admin_url).username)
-    return frozenset(n for n in names if n)
-
-
-def build_access(settings: Settings, engine: Engine, clock: Clock) -> BrokerAccess | None:
-    """Where device credentials go: the embedded broker, Mosquitto's dynamic security, or nowhere."""
-    if not settings.mqtt_url:
-        return EmbeddedAccess(engine, clock)
-    if settings.mqtt_admin_url:
-        return MosquittoDynsec(MqttTarget.from_url(settings.mqtt_admin_url))
-    return None  # an external broker without an admin account: provision devices there yourself

@@ -1,7 +1,9 @@
-"""The `replenish` command: up, demo, sim."""
+"""The `replenish` command: up, gateway, serve, migrate, demo, sim, broker setup, devices provision.
+
+Each command builds what it needs through the composition root (`replenish.bootstrap`).
+"""
 
 import json
-import logging
 import os
 import signal
 import threading
@@ -11,27 +13,14 @@ from typing import Annotated
 
 import typer
 
+from .logs import configure_logging
 from .settings import Settings
 
 app = typer.Typer(help="Open auto-replenishment gateway: devices report levels over MQTT, we forecast and order.", no_args_is_help=True)
 
 
-class _JsonFormatter(logging.Formatter):
-    """One JSON object per log line, for log shippers."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc = {"ts": self.formatTime(record), "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc)
-
-
 def _logging(settings: Settings) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(_JsonFormatter() if settings.log_format == "json" else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
-    for noisy in ("amqtt", "transitions", "httpx", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(settings.log_format, settings.log_level)
 
 
 def _wait_for_signal() -> None:
@@ -49,6 +38,7 @@ def up() -> None:
     settings = Settings()
     _logging(settings)
     service = Service(settings)
+    service.migrate()
     service.start()
     typer.echo(f"replenish is up: web {service.web_url}  MQTT {service.mqtt_target.url}")
     _wait_for_signal()
@@ -61,7 +51,7 @@ def demo(
     database: Annotated[Path, typer.Option(help="SQLite file; the demo starts it afresh")] = Path("var/demo.db"),
 ) -> None:
     """Run the product on embedded defaults with a simulated fleet, a demo household and a built-in fulfilment sink."""
-    from ._demo import DEMO_EMAIL, DEMO_PASSWORD, Demo
+    from .demo import DEMO_EMAIL, DEMO_PASSWORD, Demo
     from .bootstrap import Service
 
     database.parent.mkdir(parents=True, exist_ok=True)
@@ -70,6 +60,7 @@ def demo(
     settings = Settings(database_url=f"sqlite:///{database}", clock_speed=speed, clock_start=datetime.now(UTC))
     _logging(settings)
     service = Service(settings)
+    service.migrate()
     service.start()
     demo_run = Demo(service)
     demo_run.start()
@@ -102,14 +93,21 @@ def sim(
     exact: Annotated[bool, typer.Option(help="report exact levels: no quantisation, noise or sentinels")] = False,
     wave_size: Annotated[int, typer.Option(help="devices that connect together")] = 250,
     wave_interval: Annotated[float, typer.Option(help="real seconds between connection waves")] = 0.05,
+    namespace: Annotated[str, typer.Option(help="topic namespace of the deployment (its REPLENISH_MQTT_NAMESPACE); empty: none")] = "",
 ) -> None:
     """Run a simulated fleet of household devices against an MQTT broker (see docs/simulator.md)."""
     import random
 
-    from firmware_sim import KINDS, Fleet, FleetDevice, Quirks, SimClock, load_credentials
-    from gateway import MqttTarget
+    from firmware_sim import KINDS, FleetDevice, Quirks, SimClock, load_credentials
+    from gateway import MqttTarget, Topics
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    from .bootstrap import build_fleet
+
+    configure_logging("console", "INFO")
+    try:
+        Topics(namespace)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     target = MqttTarget.from_url(mqtt_url) if mqtt_url else MqttTarget(mqtt_host, mqtt_port)
     passwords = load_credentials(credentials) if credentials else {}
     count = devices if devices is not None else (len(passwords) or 10)
@@ -122,9 +120,10 @@ def sim(
         quantise=not exact, p_unknown=p_unknown, p_offline=p_offline, offline_hours=(offline_hours, 1.5), p_reboot=p_reboot,
         p_skew=p_skew, max_skew_h=max_skew_hours, p_away=p_away, p_elsewhere=p_elsewhere,
     )
-    fleet = Fleet(
-        target.host, target.port, [FleetDevice(i, kind=rng.choices(list(mix), list(mix.values()))[0]) for i in ids], SimClock(speed), interval_hours, seed,
+    fleet = build_fleet(
+        target, [FleetDevice(i, kind=rng.choices(list(mix), list(mix.values()))[0]) for i in ids], SimClock(speed), interval_hours, seed=seed,
         credentials=passwords, quirks=quirks, wave_size=wave_size, wave_interval_s=wave_interval, username=target.username, password=target.password,
+        namespace=namespace,
     )
     fleet.start()
     typer.echo(f"{count} simulated devices publishing to {target.url} at {speed:g}x. Ctrl-C stops.")
@@ -138,7 +137,7 @@ def _run_service(ingest: bool, serve: bool) -> None:
     settings = Settings()
     _logging(settings)
     service = Service(settings, ingest=ingest, serve=serve)
-    service.start()
+    service.start()  # the schema is `replenish migrate`'s (docker-compose runs it once, before the workers)
     if serve:
         typer.echo(f"replenish is serving: web {service.web_url}  MQTT {service.mqtt_target.url}")
     _wait_for_signal()
@@ -160,12 +159,10 @@ def serve() -> None:
 @app.command()
 def migrate() -> None:
     """Bring the database (REPLENISH_DATABASE_URL) to the newest schema, then exit."""
-    from gateway import make_engine
+    from .bootstrap import migrate as run_migrations
+    from .bootstrap import open_database
 
-    from ._db import migrate as run_migrations
-
-    settings = Settings()
-    engine = make_engine(settings.database_url)
+    engine = open_database(Settings())
     run_migrations(engine)
     engine.dispose()
     typer.echo("database schema is up to date")
@@ -178,7 +175,9 @@ app.add_typer(broker_app, name="broker")
 @broker_app.command("setup")
 def broker_setup() -> None:
     """Create the service account of REPLENISH_MQTT_URL in Mosquitto, through REPLENISH_MQTT_ADMIN_URL's dynamic security."""
-    from gateway import MosquittoDynsec, MqttTarget
+    from gateway import MqttTarget
+
+    from .bootstrap import build_dynsec
 
     settings = Settings()
     if not settings.mqtt_url or not settings.mqtt_admin_url:
@@ -186,7 +185,7 @@ def broker_setup() -> None:
     service = MqttTarget.from_url(settings.mqtt_url)
     if not service.username or not service.password:
         raise typer.BadParameter("REPLENISH_MQTT_URL must carry the service account's user and password")
-    MosquittoDynsec(MqttTarget.from_url(settings.mqtt_admin_url)).grant_service(service.username, service.password)
+    build_dynsec(settings).grant_service(service.username, service.password)
     typer.echo(f"service account {service.username!r} may read device topics and publish orders")
 
 
@@ -203,23 +202,21 @@ def devices_provision(
     out: Annotated[Path | None, typer.Option(help="write the credentials here as JSON (mode 600) instead of stdout")] = None,
 ) -> None:
     """Issue per-device MQTT credentials and claim codes, and install the credentials in the broker."""
-    from gateway import GatewayStore, make_engine
+    from gateway import GatewayStorage
 
-    from ._db import migrate as run_migrations
-    from ._provisioning import Provisioner, numbered_ids
-    from .bootstrap import build_access, build_clock, reserved_usernames
+    from .bootstrap import build_clock, build_provisioner, migrate, open_database
+    from .provisioning import numbered_ids
 
     settings = Settings()
     ids = list(device_ids or []) + (numbered_ids(prefix, count, start) if prefix and count else [])
     if not ids:
         raise typer.BadParameter("give device ids, or --prefix and --count")
-    engine = make_engine(settings.database_url)
-    run_migrations(engine)
-    clock = build_clock(settings)
-    access = build_access(settings, engine, clock)
-    if access is None:
+    engine = open_database(settings)
+    migrate(engine)
+    provisioner = build_provisioner(settings, engine, GatewayStorage.on(engine), build_clock(settings))
+    if provisioner is None:
         raise typer.BadParameter("set REPLENISH_MQTT_ADMIN_URL (Mosquitto's dynamic-security admin) to install credentials")
-    issued = Provisioner(engine, GatewayStore(engine), access, clock, reserved_usernames(settings)).provision(ids)
+    issued = provisioner.provision(ids)
     engine.dispose()
     doc = json.dumps({"devices": [{"device_id": p.device_id, "password": p.password, "claim_code": p.claim_code} for p in issued]}, indent=1)
     if out is None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway import Topics
 
 __all__ = ["DEV_SECRET", "Settings"]
 
@@ -23,6 +25,7 @@ class Settings(BaseSettings):
     mqtt_url: str = Field("", description="empty: start the embedded broker")
     mqtt_admin_url: str = Field("", description="Mosquitto dynamic-security admin, for provisioning devices")
     admin_token: str = Field("", description="bearer token of the operator API (device provisioning); empty: API off")
+    mqtt_namespace: str = Field("", description="topics under {namespace}/replenish/v1/devices/ (a broker shared with others); empty: none")
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     web_host: str = "127.0.0.1"
@@ -32,12 +35,23 @@ class Settings(BaseSettings):
     clock_start: datetime | None = None
     tick_seconds: float = Field(1.0, gt=0)
     cancel_window_hours: float = Field(24.0, ge=0)
-    lead_time_days: float = Field(4.0, ge=0)
-    retention_days: int = Field(400, ge=1)
+    lead_time_days: float = Field(4.0, ge=0, description="lead time of a fulfilment system registered without its own")
+    retention_days: int = Field(400, ge=1, description="raw readings older than this become daily aggregates (SPEC 4)")
     gateway_client_id: str = "replenish-gateway"
     gateway_share_group: str = Field("", description="MQTT 5 shared-subscription group for telemetry; empty: a plain subscription")
     log_format: Literal["json", "console"] = "console"
     log_level: str = "INFO"
+
+    @field_validator("mqtt_namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        Topics(value)  # raises ValueError naming what is wrong
+        return value
+
+    @property
+    def topics(self) -> Topics:
+        """The device topics of this deployment."""
+        return Topics(self.mqtt_namespace)
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:

@@ -1,0 +1,16 @@
+"""Prometheus counters of the gateway (served on the service's /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+__all__ = ["INGEST_LATENCY", "MESSAGES", "READINGS", "REJECTED"]
+
+MESSAGES = Counter("replenish_gateway_messages_total", "Device messages received on protocol topics, by kind (others count as rejected, bad_topic)", ["kind"])
+REJECTED = Counter("replenish_gateway_rejected_total", "Device messages rejected, by reason", ["reason"])
+READINGS = Counter("replenish_gateway_readings_total", "Levels handled, by outcome", ["outcome"])
+INGEST_LATENCY = Histogram(
+    "replenish_gateway_ingest_seconds",
+    "From the receipt of a stored batch's oldest message to the acknowledgement after its commit",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)

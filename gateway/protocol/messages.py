@@ -1,0 +1,233 @@
+"""Device messages of protocol v1: parsing into frozen values, with a reason for every rejection."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from .fastcheck import telemetry_surely_valid
+from .schemas import validator
+from .values import MAX_PAYLOAD, PROTOCOL_VERSION, SENTINELS, UNITS, Unit
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Birth",
+    "InvalidMessage",
+    "LevelEvent",
+    "SlotSpec",
+    "Telemetry",
+    "TelemetryIn",
+    "orders_payload",
+    "parse_birth",
+    "parse_rfc3339",
+    "parse_status",
+    "parse_telemetry",
+]
+
+
+class InvalidMessage(ValueError):
+    """A device message we reject; `reason` is a short machine-readable code, str() the detail."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class SlotSpec:
+    """One consumable slot announced in a birth message."""
+
+    slot_id: str
+    consumable: str
+    unit: Unit
+    capacity: float
+    fills_up: bool = False  # a receptacle (waste toner) that fills instead of emptying
+
+
+@dataclass(frozen=True, slots=True)
+class Birth:
+    """A device's self-description (retained)."""
+
+    model: str
+    kind: str
+    firmware: str
+    slots: tuple[SlotSpec, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LevelEvent:
+    """A device-side event about a slot, e.g. a cartridge `replaced` with its new level."""
+
+    kind: str
+    slot_id: str
+    level: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    """One telemetry message: levels per slot at the device's time."""
+
+    seq: int
+    ts: datetime
+    levels: dict[str, float | str | None]
+    events: tuple[LevelEvent, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryIn:
+    """A parsed telemetry message and when it reached us."""
+
+    device_id: str
+    telemetry: Telemetry
+    received_at: datetime
+
+
+def _load(payload: bytes, kind: str, device_id: str | None) -> dict[str, Any]:
+    return _load_checked(payload, kind, device_id)[0]
+
+
+def _load_checked(payload: bytes, kind: str, device_id: str | None) -> tuple[dict[str, Any], bool]:
+    """The document, valid against its schema, and whether the hand-written telemetry check vouched for it."""
+    if len(payload) > MAX_PAYLOAD:
+        raise InvalidMessage("too_large", f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+    try:
+        # orjson: ~0.4 µs for a telemetry message against ~3.8 µs for json.loads. It takes
+        # integers only up to 64 bits; a larger one fails the schema's `seq` range anyway.
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidMessage("not_json", f"payload is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidMessage("not_object", "payload must be a JSON object")
+    if doc.get("v") != PROTOCOL_VERSION:
+        raise InvalidMessage("bad_version", f"protocol version must be {PROTOCOL_VERSION}, got {doc.get('v')!r}")
+    surely_valid = kind == "telemetry" and telemetry_surely_valid(doc)  # the hot path skips jsonschema
+    error = None if surely_valid else next(iter(validator(kind).iter_errors(doc)), None)
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "message"
+        raise InvalidMessage("schema", f"{where}: {error.message}"[:400])
+    # SPEC 3: the gateway re-checks the topic against the payload; a forged sender is the main attack.
+    if device_id is not None and doc.get("device", device_id) != device_id:
+        raise InvalidMessage("topic_mismatch", f"payload names device {doc['device']!r} but arrived on {device_id!r}'s topic")
+    return doc, surely_valid
+
+
+def _str(doc: dict[str, Any], key: str, max_len: int = 128) -> str:
+    value = doc.get(key)
+    if not isinstance(value, str) or not 0 < len(value) <= max_len:
+        raise InvalidMessage("bad_field", f"{key!r} must be a string of 1-{max_len} characters")
+    return value
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidMessage("bad_field", f"{what} must be a finite number")
+    return float(value)
+
+
+def parse_birth(payload: bytes, device_id: str | None = None) -> Birth:
+    """Parse a birth message; with `device_id`, a payload naming another device is rejected."""
+    doc = _load(payload, "birth", device_id)
+    raw_slots = doc.get("slots")
+    if not isinstance(raw_slots, list) or not 0 < len(raw_slots) <= 64:
+        raise InvalidMessage("bad_field", "'slots' must be a list of 1-64 slots")
+    slots: list[SlotSpec] = []
+    for raw in raw_slots:
+        if not isinstance(raw, dict):
+            raise InvalidMessage("bad_field", "each slot must be an object")
+        unit = raw.get("unit")
+        if unit not in UNITS:
+            raise InvalidMessage("bad_field", f"slot unit must be one of {sorted(UNITS)}")
+        capacity = _number(raw.get("capacity"), "slot capacity")
+        if capacity <= 0:
+            raise InvalidMessage("bad_field", "slot capacity must be positive")
+        fills_up = raw.get("fills_up", False)
+        if not isinstance(fills_up, bool):
+            raise InvalidMessage("bad_field", "'fills_up' must be a boolean")
+        slots.append(SlotSpec(_str(raw, "slot", 32), _str(raw, "consumable", 64), unit, capacity, fills_up))
+    if len({s.slot_id for s in slots}) != len(slots):
+        raise InvalidMessage("bad_field", "slot ids must be unique")
+    return Birth(_str(doc, "model"), _str(doc, "kind", 64), _str(doc, "firmware", 64), tuple(slots))
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """An RFC 3339 timestamp with a UTC offset, as UTC; ValueError says what is wrong."""
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not RFC 3339: {value[:40]!r}") from None
+    if ts.tzinfo is None:
+        raise ValueError("must carry a UTC offset")
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 with an offset leaves datetime's range
+        raise ValueError(f"out of range: {value[:40]!r}") from None
+
+
+def _timestamp(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise InvalidMessage("bad_field", "'ts' must be an RFC 3339 string")
+    try:
+        return parse_rfc3339(value)
+    except ValueError as exc:
+        raise InvalidMessage("bad_timestamp", f"'ts' {exc}") from None
+
+
+def _level(value: Any, what: str) -> float | str | None:
+    if value is None or (isinstance(value, str) and value in SENTINELS):
+        return value
+    level = _number(value, what)
+    if level < 0:
+        raise InvalidMessage("bad_level", f"{what} must not be negative")
+    return level
+
+
+def parse_telemetry(payload: bytes, device_id: str | None = None) -> Telemetry:
+    """Parse a telemetry message; with `device_id`, a payload naming another device is rejected."""
+    doc, surely_valid = _load_checked(payload, "telemetry", device_id)
+    if surely_valid and "events" not in doc:
+        # The hot path: the hand-written check already holds every field to what the checks
+        # below would (non-negative finite numbers or sentinels, a 64-bit `seq`).
+        levels = {(k if len(k) <= 32 else k[:32]): (float(v) if type(v) is int else v) for k, v in doc["levels"].items()}
+        return Telemetry(doc["seq"], _timestamp(doc["ts"]), levels)
+    seq = doc.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**63:
+        raise InvalidMessage("bad_field", "'seq' must be a non-negative integer")
+    levels = doc.get("levels")
+    if not isinstance(levels, dict) or not 0 < len(levels) <= 64:
+        raise InvalidMessage("bad_field", "'levels' must be an object of 1-64 slots")
+    parsed = {str(k)[:32]: _level(v, f"level of {k!r}") for k, v in levels.items()}
+    raw_events = doc.get("events", [])
+    if not isinstance(raw_events, list) or len(raw_events) > 64:
+        raise InvalidMessage("bad_field", "'events' must be a list")
+    events = []
+    for raw in raw_events:
+        if not isinstance(raw, dict):
+            raise InvalidMessage("bad_field", "each event must be an object")
+        level = raw.get("level")
+        events.append(
+            LevelEvent(
+                _str(raw, "type", 32),
+                _str(raw, "slot", 32),
+                None if level is None or level in SENTINELS else _number(level, "event level"),
+            )
+        )
+    return Telemetry(seq, _timestamp(doc.get("ts")), parsed, tuple(events))
+
+
+def parse_status(payload: bytes, device_id: str | None = None) -> bool:
+    """Parse a status message: True when online."""
+    doc = _load(payload, "status", device_id)
+    state = doc.get("state")
+    if state not in ("online", "offline"):
+        raise InvalidMessage("bad_field", "'state' must be 'online' or 'offline'")
+    return state == "online"
+
+
+def orders_payload(now: datetime, slots: dict[str, dict[str, Any]]) -> bytes:
+    """The retained `orders` message telling a device what is on its way, per slot."""
+    return json.dumps({"v": PROTOCOL_VERSION, "ts": now.isoformat(), "slots": slots}, separators=(",", ":")).encode()

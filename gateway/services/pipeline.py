@@ -1,0 +1,272 @@
+"""Ingest's stages between the connection and the writers: deliveries parsed into ops, queued for writers in order.
+
+The op types are the pipeline's contract: what a writer stores (a prepared run of telemetry, a
+birth, a status) or dead-letters (a rejection with its reason). They are slotted dataclasses but
+not frozen: a frozen dataclass's `__init__` costs about three times as much, once per message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..metrics import MESSAGES
+from ..mqtt import V311, Delivery
+from ..protocol import DEFAULT_TOPICS, NAME, Birth, DeviceTopic, InvalidMessage, TelemetryIn, Topics, parse_birth, parse_status, parse_telemetry
+from ..readings import MAX_AHEAD
+from ..storage import PreparedTelemetry
+
+__all__ = [
+    "CHUNK",
+    "BirthOp",
+    "IngestOptions",
+    "Op",
+    "Parsed",
+    "Parser",
+    "RejectOp",
+    "StatusOp",
+    "TelemetryOp",
+    "TelemetryRun",
+]
+
+log = logging.getLogger(__name__)
+
+CHUNK = 500  # deliveries the parser takes off the connection at a time
+_TOPIC_CACHE = 100_000  # parsed topics the parser remembers (a fleet's devices repeat theirs)
+_UNSEEN: Any = object()
+_SHARE_NAME = re.compile(NAME)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOptions:
+    """How one gateway worker ingests: its MQTT identity, subscriptions and batching."""
+
+    client_id: str = "replenish-gateway"
+    share_group: str | None = None  # an MQTT 5 shared subscription for telemetry, between workers
+    mqtt_version: int | None = None  # 4 (3.1.1), 5, or None: 5 when the broker speaks it
+    batch_size: int = 10000
+    batch_wait: float = 0.02  # seconds a trickle waits for company before it is stored
+    writers: int = 2
+    topics: Topics = DEFAULT_TOPICS
+
+    def __post_init__(self) -> None:
+        if self.share_group is not None and not _SHARE_NAME.fullmatch(self.share_group):
+            raise ValueError(f"share group must be 1-64 of [A-Za-z0-9_-], got {self.share_group!r}")
+        if self.share_group and self.mqtt_version == V311:
+            raise ValueError("a shared subscription (share_group) needs MQTT 5")
+        if self.writers < 1:
+            raise ValueError(f"writers must be at least 1, got {self.writers}")
+
+    def subscriptions(self) -> tuple[str, ...]:
+        """Birth and status on every worker (retained, and never sent to shared subscriptions); telemetry shared."""
+        telemetry = self.topics.every("telemetry")
+        if self.share_group:
+            telemetry = f"$share/{self.share_group}/{telemetry}"
+        return (self.topics.every("birth"), telemetry, self.topics.every("status"))
+
+    def receive_window(self) -> int:
+        """How many messages may be unacknowledged at the broker (MQTT 5 Receive Maximum).
+
+        Acknowledging after commit keeps this many waiting: the batches being stored, those parsed
+        and waiting, and room for the broker to keep sending meanwhile. With 3.1.1 the broker's
+        own limit applies (Mosquitto's max_inflight_messages). A window only as deep as the
+        pipeline stalled delivery after every commit.
+        """
+        return min(max((self.writers + 2) * self.batch_size + 2 * CHUNK * 10, 1000), 0xFFFF)
+
+    def version(self) -> int | None:
+        """The MQTT version to ask the broker for: 5 whenever telemetry is shared."""
+        return 5 if self.share_group else self.mqtt_version
+
+
+@dataclass(slots=True)
+class TelemetryOp:
+    """One telemetry message, parsed."""
+
+    delivery: Delivery
+    message: TelemetryIn
+
+
+@dataclass(slots=True)
+class TelemetryRun:
+    """Consecutive telemetry messages of a chunk, prepared for the database."""
+
+    deliveries: list[Delivery]
+    messages: list[TelemetryIn]
+    prepared: PreparedTelemetry
+
+
+@dataclass(slots=True)
+class BirthOp:
+    """A device's birth, to store before any telemetry after it."""
+
+    delivery: Delivery
+    device_id: str
+    birth: Birth
+
+
+@dataclass(slots=True)
+class StatusOp:
+    """A device went online or offline."""
+
+    delivery: Delivery
+    device_id: str
+    online: bool
+
+
+@dataclass(slots=True)
+class RejectOp:
+    """A message that is dead-lettered with its reason."""
+
+    delivery: Delivery
+    reason: str
+    detail: str
+
+
+Op = TelemetryOp | TelemetryRun | BirthOp | StatusOp | RejectOp
+
+
+def ordered(ops: Sequence[Op]) -> bool:
+    """Whether a chunk holds a birth or a status: stored in arrival order with the telemetry around it."""
+    return any(type(op) is BirthOp or type(op) is StatusOp for op in ops)
+
+
+class Parser:
+    """Turns deliveries into ops, with no database work: parsing, the clock check, telemetry laid out for the writers."""
+
+    def __init__(self, topics: Topics, prepare: Callable[[Sequence[TelemetryIn]], PreparedTelemetry]) -> None:
+        self.topics = topics
+        self.prepare = prepare
+        self._cache: dict[str, DeviceTopic | None] = {}  # used by the parse thread only
+
+    def parse(self, batch: list[Delivery]) -> list[Op]:
+        """Each delivery as what to store, or why it is rejected."""
+        ops: list[Op] = []
+        kinds: Counter[str] = Counter()
+        cache = self._cache
+        if len(cache) > _TOPIC_CACHE:
+            cache.clear()
+        for item in batch:
+            topic = cache.get(item.topic, _UNSEEN)
+            if topic is _UNSEEN:
+                topic = cache[item.topic] = self.topics.parse(item.topic)
+            if topic is None:
+                ops.append(RejectOp(item, "bad_topic", "not a protocol v1 device topic"))
+                continue
+            kinds[topic.suffix] += 1
+            try:
+                if topic.suffix == "telemetry":
+                    telemetry = parse_telemetry(item.payload, topic.device_id)
+                    if telemetry.ts - item.received_at > MAX_AHEAD:
+                        raise InvalidMessage("bad_timestamp", f"'ts' is {telemetry.ts - item.received_at} ahead of the gateway's clock (at most {MAX_AHEAD})")
+                    ops.append(TelemetryOp(item, TelemetryIn(topic.device_id, telemetry, item.received_at)))
+                elif topic.suffix == "birth":
+                    if item.payload:  # an empty retained payload clears a birth; nothing to store
+                        ops.append(BirthOp(item, topic.device_id, parse_birth(item.payload, topic.device_id)))
+                elif topic.suffix == "status":
+                    ops.append(StatusOp(item, topic.device_id, parse_status(item.payload, topic.device_id)))
+            except InvalidMessage as exc:
+                ops.append(RejectOp(item, exc.reason, str(exc)))
+            except Exception as exc:  # noqa: BLE001 - a parser bug must cost one message, never the stream
+                log.exception("parsing a message on %s failed", item.topic)
+                ops.append(RejectOp(item, "parse_error", f"{type(exc).__name__}: {exc}"[:400]))
+        for kind, n in kinds.items():
+            MESSAGES.labels(kind).inc(n)
+        return self._runs(ops)
+
+    def _runs(self, ops: list[Op]) -> list[Op]:
+        """Each run of consecutive telemetry as one prepared `TelemetryRun`, so writers only write."""
+        out: list[Op] = []
+        run: list[TelemetryOp] = []
+        for op in ops:
+            if type(op) is TelemetryOp:
+                run.append(op)
+                continue
+            self._close_run(run, out)
+            out.append(op)
+        self._close_run(run, out)
+        return out
+
+    def _close_run(self, run: list[TelemetryOp], out: list[Op]) -> None:
+        if not run:
+            return
+        msgs = [r.message for r in run]
+        try:
+            out.append(TelemetryRun([r.delivery for r in run], msgs, self.prepare(msgs)))
+        except Exception:  # noqa: BLE001 - the database is away (a new device's clock): writers prepare and retry
+            log.exception("preparing %d telemetry messages failed; the writer will", len(run))
+            out += run
+        run.clear()
+
+
+class Parsed:
+    """Parsed chunks waiting for a writer; `take` hands over whole chunks, in order, up to a size.
+
+    Writers store batches side by side, so batches may commit out of order. That is harmless
+    for telemetry (readings are appended, and settle orders them by time) but not for a birth
+    or a status: a birth must be stored before the telemetry that follows it, which it may
+    announce slots for. A chunk holding either is a barrier: it waits until every batch before
+    it has been stored, and no later batch starts until it has been.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit  # the parser waits while this many deliveries are waiting
+        self._chunks: deque[tuple[list[Delivery], list[Op], bool]] = deque()
+        self._size = 0
+        self._busy = 0  # batches handed out and not yet done
+        self._barrier = False  # an ordered chunk is being stored
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def put(self, batch: list[Delivery], ops: list[Op]) -> None:
+        """Queue a parsed chunk (waits while the queue is full)."""
+        barrier = ordered(ops)
+        with self._cond:
+            while self._size >= self._limit and not self._closed:
+                self._cond.wait()
+            self._chunks.append((batch, ops, barrier))
+            self._size += len(batch)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """No more chunks: writers drain what is left, then `take` returns None."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def take(self, most: int) -> tuple[list[Delivery], list[Op], bool] | None:
+        """The next batch and whether it is a barrier; call `done` with that flag once it is stored."""
+        with self._cond:
+            while not self._ready():
+                if self._closed and not self._chunks:
+                    return None
+                self._cond.wait()
+            batch, ops, barrier = self._chunks.popleft()
+            batch, ops = list(batch), list(ops)
+            while not barrier and self._chunks and not self._chunks[0][2] and len(batch) + len(self._chunks[0][0]) <= most:
+                more, more_ops, _ = self._chunks.popleft()
+                batch += more
+                ops += more_ops
+            self._size -= len(batch)
+            self._busy += 1
+            self._barrier = barrier
+            self._cond.notify_all()
+            return batch, ops, barrier
+
+    def done(self, barrier: bool) -> None:
+        """A batch from `take` is stored."""
+        with self._cond:
+            self._busy -= 1
+            if barrier:
+                self._barrier = False
+            self._cond.notify_all()
+
+    def _ready(self) -> bool:
+        if not self._chunks or self._barrier:
+            return False
+        return not self._chunks[0][2] or self._busy == 0

@@ -1,0 +1,114 @@
+"""Consent per device and scope (SPEC 4): explicit grants, an audit record of each, withdrawal at once.
+
+The rule of which consent is in force is pure (`in_force`): the latest record per (device, scope)
+wins, and none means not given. `Consents` records grants and withdrawals and tells the rest of
+the product: the gateway stops storing readings without `telemetry`, and whoever subscribed to
+withdrawals hears of each (ordering cancels the orders still waiting in their cancel window or for
+approval when `auto_order` goes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from gateway import Clock, GatewayStorage
+
+from ..storage import ConsentRecord
+from .accounts import Households
+
+__all__ = ["CONSENT_WORDING_VERSION", "ConsentScope", "Consents", "Withdrawn", "in_force"]
+
+CONSENT_WORDING_VERSION = "2026-11-v1"  # bump whenever the consent text on the page changes
+
+
+class ConsentScope(StrEnum):
+    """The separate grants a household gives per device."""
+
+    TELEMETRY = "telemetry"  # we may store its levels
+    AUTO_ORDER = "auto_order"  # we may place orders
+
+
+# Told of each withdrawal: the device, the scope withdrawn, and when.
+Withdrawn = Callable[[str, "ConsentScope", datetime], object]
+
+
+def in_force(records: Iterable[tuple[str, str, bool]]) -> dict[tuple[str, ConsentScope], bool]:
+    """The consent in force per (device, scope), from (device, scope, granted) records oldest first."""
+    out: dict[tuple[str, ConsentScope], bool] = {}
+    for device_id, scope, granted in records:
+        out[(device_id, ConsentScope(scope))] = granted
+    return out
+
+
+class Consents:
+    """Records grants and withdrawals, and answers which consent is in force."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        households: Households,
+        gateway: GatewayStorage,
+        clock: Clock,
+    ) -> None:
+        self.engine = engine
+        self.households = households
+        self.gateway = gateway
+        self.clock = clock
+        self._withdrawn: list[Withdrawn] = []
+
+    def on_withdrawn(self, handler: Withdrawn) -> None:
+        """Tell `handler` of every withdrawal from now on."""
+        self._withdrawn.append(handler)
+
+    def set(self, household_id: int, device_id: str, scope: ConsentScope | str, granted: bool, actor: str) -> datetime:
+        """Grant or withdraw one scope; records who, when and which wording; applies at once."""
+        try:
+            scope = ConsentScope(scope)
+        except ValueError:
+            raise ValueError(f"unknown consent scope {scope!r}") from None
+        if self.households.owner(device_id) != household_id:
+            raise PermissionError(f"device {device_id} is not this household's")
+        now = self.clock.now()
+        with Session(self.engine) as s:
+            s.add(
+                ConsentRecord(
+                    household_id=household_id,
+                    device_id=device_id,
+                    scope=scope.value,
+                    granted=granted,
+                    actor=actor,
+                    wording_version=CONSENT_WORDING_VERSION,
+                    at=now,
+                )
+            )
+            s.commit()
+        if scope is ConsentScope.TELEMETRY:
+            self.gateway.registry.set_store_readings(device_id, granted)
+        if not granted:
+            for handler in self._withdrawn:
+                handler(device_id, scope, now)
+        return now
+
+    def in_force(self, device_ids: list[str]) -> dict[tuple[str, ConsentScope], bool]:
+        """The consent in force per (device, scope) of these devices."""
+        if not device_ids:
+            return {}
+        with Session(self.engine) as s:
+            q = select(ConsentRecord.device_id, ConsentRecord.scope, ConsentRecord.granted)
+            q = q.where(col(ConsentRecord.device_id).in_(device_ids)).order_by(col(ConsentRecord.id))
+            return in_force(s.exec(q).all())
+
+    def auto_order(self, device_ids: list[str]) -> dict[str, bool]:
+        """Per device, whether its `auto_order` consent is in force."""
+        return {d: g for (d, scope), g in self.in_force(device_ids).items() if scope is ConsentScope.AUTO_ORDER}
+
+    def history(self, household_id: int) -> list[ConsentRecord]:
+        """Every grant and withdrawal of a household, oldest first."""
+        with Session(self.engine) as s:
+            q = select(ConsentRecord).where(ConsentRecord.household_id == household_id).order_by(col(ConsentRecord.id))
+            return list(s.exec(q))

@@ -1,0 +1,107 @@
+"""What happens to an order before fulfilment has it: the household cancels or approves, the cancel window ends."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from ..households import Consents, ConsentScope
+from ..storage import Household, Order
+from .ports import NotifyDevice, ReleaseOutbox
+from .status import CANCELLABLE, OrderStatus
+
+__all__ = ["OrderActions"]
+
+log = logging.getLogger(__name__)
+
+
+class OrderActions:
+    """Cancel, approve and release orders; each change is one transaction, and the device is told after."""
+
+    def __init__(self, engine: Engine, consents: Consents, outbox: ReleaseOutbox, notify: NotifyDevice) -> None:
+        self.engine = engine
+        self.consents = consents
+        self.outbox = outbox
+        self.notify = notify
+
+    def _owned(self, s: Session, household_id: int, order_id: str) -> Order:
+        order = s.get(Order, order_id)
+        if order is None or order.household_id != household_id:
+            raise LookupError("no such order")
+        return order
+
+    def cancel(self, household_id: int, order_id: str, now: datetime) -> Order:
+        """Cancel an order still in its cancel window or waiting for approval."""
+        with Session(self.engine) as s:
+            order = self._owned(s, household_id, order_id)
+            if order.status not in CANCELLABLE:
+                raise ValueError(f"an order that is {order.status} can no longer be cancelled here")
+            self._set(s, order, OrderStatus.CANCELLED, now, "cancelled by the household")
+            s.commit()
+            s.refresh(order)
+        self.notify(order.device_id, now)
+        return order
+
+    def approve(self, household_id: int, order_id: str, now: datetime) -> Order:
+        """Approve an order: it is released to fulfilment at once (the approval is the household's check)."""
+        with Session(self.engine) as s:
+            order = self._owned(s, household_id, order_id)
+            if order.status != OrderStatus.AWAITING_APPROVAL:
+                raise ValueError(f"an order that is {order.status} does not wait for approval")
+            self._release(s, order, now)
+            s.commit()
+            s.refresh(order)
+        self.notify(order.device_id, now)
+        return order
+
+    def cancel_open_for_device(self, device_id: str, now: datetime) -> list[str]:
+        """Cancel every order of the device not yet released (its `auto_order` consent was withdrawn)."""
+        with Session(self.engine) as s:
+            q = select(Order).where(Order.device_id == device_id, col(Order.status).in_(list(CANCELLABLE)))
+            cancelled = []
+            for order in s.exec(q):
+                self._set(s, order, OrderStatus.CANCELLED, now, "auto_order consent withdrawn")
+                cancelled.append(order.id)
+            s.commit()
+        if cancelled:
+            self.notify(device_id, now)
+        return cancelled
+
+    def on_consent_withdrawn(self, device_id: str, scope: ConsentScope, now: datetime) -> None:
+        """SPEC 4: a withdrawal takes effect at once, also for orders waiting in their cancel window."""
+        if scope is ConsentScope.AUTO_ORDER:
+            self.cancel_open_for_device(device_id, now)
+
+    def release_due(self, now: datetime) -> list[str]:
+        """Release held orders whose cancel window has passed, with their webhook, in one transaction."""
+        released: list[str] = []
+        with Session(self.engine) as s:
+            due = list(s.exec(select(Order).where(Order.status == OrderStatus.HELD, col(Order.release_at) <= now).with_for_update(skip_locked=True)))
+            consent = self.consents.auto_order(sorted({o.device_id for o in due}))
+            for order in due:
+                if not consent.get(order.device_id, False):
+                    self._set(s, order, OrderStatus.CANCELLED, now, "no auto_order consent at release")
+                    continue
+                self._release(s, order, now)
+                released.append(order.id)
+            s.commit()
+            devices = {o.device_id for o in due}
+        for device_id in sorted(devices):
+            self.notify(device_id, now)
+        return released
+
+    def _release(self, s: Session, order: Order, now: datetime) -> None:
+        household = s.get(Household, order.household_id)
+        assert household is not None
+        order.released_at = now
+        self._set(s, order, OrderStatus.RELEASED, now, "released to fulfilment")
+        self.outbox(s, order, household, now)
+
+    @staticmethod
+    def _set(s: Session, order: Order, status: OrderStatus, now: datetime, why: str) -> None:
+        log.info("order %s for %s/%s: %s -> %s (%s)", order.id, order.device_id, order.slot_id, order.status, status.value, why)
+        order.status, order.updated_at = status.value, now
+        s.add(order)

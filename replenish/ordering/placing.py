@@ -1,0 +1,137 @@
+"""The planning pass's I/O half: loads what the planner needs, places the orders it asks for, tells the devices."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from gateway import GatewayStorage
+
+from ..households import Consents, Households
+from ..storage import Fulfiller, Household, Order, Product, SlotSetting
+from .planner import Budget, Offer, Placement, PlanInputs, SlotChoice, plan
+from .policy import SlotMode
+from .ports import NotifyDevice
+from .status import COMMITTED, OPEN, OrderStatus
+
+__all__ = ["OrderPlacer", "PlanResult"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanResult:
+    """What one planning pass did."""
+
+    placed: tuple[str, ...]
+    notified: tuple[str, ...]
+
+
+def _month_start(now: datetime) -> datetime:
+    return now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+class OrderPlacer:
+    """Runs the planner over every slot a household has set up and stores the orders it places."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        gateway: GatewayStorage,
+        households: Households,
+        consents: Consents,
+        notify: NotifyDevice,
+        cancel_window: timedelta,
+        review_every: timedelta,
+    ) -> None:
+        self.engine = engine
+        self.gateway = gateway
+        self.households = households
+        self.consents = consents
+        self.notify = notify
+        self.cancel_window = cancel_window
+        self.review_every = review_every
+
+    def plan(self, now: datetime) -> PlanResult:
+        """One planning pass: load, plan, place."""
+        inputs = self.load(now)
+        if inputs is None:
+            return PlanResult((), ())
+        result = plan(inputs, now, self.cancel_window, self.review_every)
+        for (device_id, slot_id), reason in result.notices:
+            log.info("notify-only slot %s/%s: %s", device_id, slot_id, reason)
+        placed = [o for p in result.placements if (o := self._place(now, p)) is not None]
+        for device_id in sorted({o.device_id for o in placed}):
+            self.notify(device_id, now)
+        return PlanResult(tuple(o.id for o in placed), tuple(f"{d}/{s}" for (d, s), _ in result.notices))
+
+    def load(self, now: datetime) -> PlanInputs | None:
+        """The planner's inputs as the database has them now; None when no household has set up a slot."""
+        with Session(self.engine) as s:
+            settings = list(s.exec(select(SlotSetting)))
+            if not settings:
+                return None
+            device_ids = sorted({x.device_id for x in settings})
+            fulfillers = {f.id: f for f in s.exec(select(Fulfiller))}
+            offers = {p.sku: _offer(p, fulfillers[p.fulfiller_id]) for p in s.exec(select(Product))}
+            households = list(s.exec(select(Household)))
+            orders = list(s.exec(select(Order.device_id, Order.slot_id, Order.status, Order.idempotency_key).where(col(Order.device_id).in_(device_ids))))
+            spent = dict(
+                s.exec(  # type: ignore[call-overload]
+                    select(Order.household_id, func.sum(Order.unit_price_cents * Order.quantity))
+                    .where(col(Order.status).in_(list(COMMITTED)), col(Order.created_at) >= _month_start(now))
+                    .group_by(Order.household_id)
+                ).all()
+            )
+        return PlanInputs(
+            choices=[SlotChoice(x.household_id, x.device_id, x.slot_id, x.sku, x.quantity, SlotMode(x.mode)) for x in settings],
+            offers=offers,
+            budgets={h.id: Budget(h.id, h.monthly_budget_cents, h.currency, int(spent.get(h.id, 0) or 0)) for h in households if h.id is not None},
+            owners=self.households.owners(device_ids),
+            auto_order=self.consents.auto_order(device_ids),
+            forecasts=self.gateway.forecasts.views(device_ids),
+            segments={(sl.device_id, sl.slot_id): sl.segment_start for sl in self.gateway.registry.slots(device_ids)},
+            in_flight={(d, sl) for d, sl, status, _ in orders if status in OPEN},
+            needs_taken={key for _, _, _, key in orders},
+        )
+
+    def _place(self, now: datetime, p: Placement) -> Order | None:
+        decision = p.decision
+        order = Order(
+            id=str(uuid.uuid4()),
+            idempotency_key=p.need,
+            household_id=p.choice.household_id,
+            device_id=p.choice.device_id,
+            slot_id=p.choice.slot_id,
+            fulfiller_id=p.offer.fulfiller_id,
+            sku=p.offer.sku,
+            quantity=p.choice.quantity,
+            unit_price_cents=p.offer.unit_price_cents,
+            currency=p.offer.currency,
+            status=(decision.status or OrderStatus.HELD).value,
+            reason={"summary": decision.reason, "policy": decision.why, "forecast": dict(p.forecast)},
+            created_at=now,
+            release_at=decision.release_at,
+            updated_at=now,
+        )
+        try:
+            with Session(self.engine) as s:
+                s.add(order)
+                s.commit()
+                s.refresh(order)
+        except IntegrityError:  # another serving process placed it meanwhile
+            log.info("an order for this need of %s/%s exists already; not placing another", order.device_id, order.slot_id)
+            return None
+        log.info("placed order %s for %s/%s (%s): %s", order.id, order.device_id, order.slot_id, order.status, decision.reason)
+        return order
+
+
+def _offer(product: Product, fulfiller: Fulfiller) -> Offer:
+    return Offer(product.sku, product.unit_price_cents, product.currency, fulfiller.id, timedelta(days=fulfiller.lead_time_days))

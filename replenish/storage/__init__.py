@@ -1,0 +1,20 @@
+"""The service's storage: its tables (beside the gateway's) and the one schema history of both."""
+
+from .migrate import MIGRATIONS, alembic_config, migrate
+from .tables import Claim, ConsentRecord, Fulfiller, Household, Order, OrderEvent, OutboxMessage, Product, ProvisionedDevice, SlotSetting
+
+__all__ = [
+    "MIGRATIONS",
+    "Claim",
+    "ConsentRecord",
+    "Fulfiller",
+    "Household",
+    "Order",
+    "OrderEvent",
+    "OutboxMessage",
+    "Product",
+    "ProvisionedDevice",
+    "SlotSetting",
+    "alembic_config",
+    "migrate",
+]

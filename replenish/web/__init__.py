@@ -1,0 +1,6 @@
+"""The web: the household pages, the operator API, and the app that mounts them beside the fulfilment API."""
+
+from .app import create_app, probe_app
+from .pages import Pages
+
+__all__ = ["Pages", "create_app", "probe_app"]

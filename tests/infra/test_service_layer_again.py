@@ -1,0 +1,48 @@
+"""The service layer's tests again, on the machine's PostgreSQL and Mosquitto instead of SQLite and the embedded broker.
+
+Each test below is imported from tests/service; collected here, it takes this folder's fixtures
+(`db_url`, `engine`, `storage` on a fresh PostgreSQL database, `mqtt_target` the machine's
+Mosquitto under the test's own topic namespace).
+"""
+
+from tests.service.test_fleet import test_a_fleet_of_a_few_hundred_devices_reaches_the_broker
+from tests.service.test_forecaster import (
+    test_a_prior_is_learnt_in_grams_when_households_buy_different_bags,
+    test_away_periods_stretch_time_to_empty_by_the_time_away,
+    test_forecasts_are_stored_readable_and_clear_the_dirty_flag,
+    test_priors_are_learnt_per_model_and_slot_and_carry_a_cold_start_slot,
+    test_the_prior_fades_as_the_slot_brings_its_own_readings,
+    test_time_away_in_the_past_is_not_read_as_slow_use,
+)
+from tests.service.test_ingest import test_readings_stored_once_only_with_consent_and_bad_messages_dead_lettered
+from tests.service.test_ingest_settle import (
+    test_a_replaced_event_gives_the_new_level_when_levels_do_not,
+    test_an_odd_slot_name_is_staged_verbatim,
+    test_counts_consent_duplicates_sentinels_and_unknown_slots,
+    test_ingest_only_appends_and_settle_folds_levels_refills_and_dirty,
+    test_the_database_normalises_exactly_like_normalise_level,
+)
+from tests.service.test_provisioning import (
+    test_household_claims_on_the_web_page_with_the_printed_code,
+    test_operator_api_provisions_with_its_token_only,
+    test_provisioning_stores_only_hashes_and_claims_need_the_printed_code,
+)
+
+__all__ = [
+    "test_a_fleet_of_a_few_hundred_devices_reaches_the_broker",
+    "test_a_prior_is_learnt_in_grams_when_households_buy_different_bags",
+    "test_a_replaced_event_gives_the_new_level_when_levels_do_not",
+    "test_an_odd_slot_name_is_staged_verbatim",
+    "test_away_periods_stretch_time_to_empty_by_the_time_away",
+    "test_counts_consent_duplicates_sentinels_and_unknown_slots",
+    "test_forecasts_are_stored_readable_and_clear_the_dirty_flag",
+    "test_household_claims_on_the_web_page_with_the_printed_code",
+    "test_ingest_only_appends_and_settle_folds_levels_refills_and_dirty",
+    "test_operator_api_provisions_with_its_token_only",
+    "test_priors_are_learnt_per_model_and_slot_and_carry_a_cold_start_slot",
+    "test_provisioning_stores_only_hashes_and_claims_need_the_printed_code",
+    "test_readings_stored_once_only_with_consent_and_bad_messages_dead_lettered",
+    "test_the_database_normalises_exactly_like_normalise_level",
+    "test_the_prior_fades_as_the_slot_brings_its_own_readings",
+    "test_time_away_in_the_past_is_not_read_as_slow_use",
+]
