@@ -9,11 +9,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Engine
 
-from gateway import Topics
+from gateway import GatewayStorage, Topics
+from tests.helpers import migrated_engine
 
 
 @pytest.fixture
@@ -32,6 +35,20 @@ def topics(namespace: str) -> Topics:
 def sqlite_url(tmp_path: Path) -> str:
     """A SQLite file of this test's own."""
     return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """A migrated engine on the layer's database (`db_url`: SQLite in tests/service, PostgreSQL in tests/infra)."""
+    eng = migrated_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def storage(engine: Engine) -> GatewayStorage:
+    """The gateway's storage adapters on the test's database."""
+    return GatewayStorage.on(engine)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -103,6 +103,8 @@ def device_may(device_id: str, action: Action, topic: str, topics: Topics = DEFA
 def service_may(action: Action, topic: str, topics: Topics = DEFAULT_TOPICS) -> bool:
     """Whether the service account may publish to, subscribe to, or receive on `topic`."""
     if topic.startswith("$share/"):
+        if action != "subscribe":  # a shared subscription's filter, never a topic anything is sent on
+            return False
         topic = topic.split("/", 2)[2] if topic.count("/") >= 2 else ""
     if action == "publish":
         return _matches(topics.every("orders"), topic) and "+" not in topic and "#" not in topic

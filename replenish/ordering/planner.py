@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from .policy import Decision, SlotMode, SlotSituation, decide
+from .status import OrderStatus
 
 __all__ = ["Budget", "ForecastFacts", "Offer", "Placement", "Plan", "PlanInputs", "SlotChoice", "need_key", "plan"]
 
@@ -117,7 +118,7 @@ class Plan:
 
 def need_key(device_id: str, slot_id: str, segment_start: datetime | None) -> str:
     """The idempotency key of a slot's current need: its refill segment (SPEC 5: never two orders for one need)."""
-    return f"{device_id}:{slot_id}:{segment_start.isoformat() if segment_start else 'first'}"
+    return f"{device_id}:{slot_id}:{segment_start.astimezone(UTC).isoformat() if segment_start else 'first'}"
 
 
 def plan(inputs: PlanInputs, now: datetime, cancel_window: timedelta, review_every: timedelta) -> Plan:
@@ -163,5 +164,6 @@ def plan(inputs: PlanInputs, now: datetime, cancel_window: timedelta, review_eve
             notices.append((choice.key, decision.reason))
         elif decision.action == "order":
             placements.append(Placement(choice, offer, decision, need, dict(fc.explanation) if fc else {}))
-            spent[choice.household_id] = spent.get(choice.household_id, 0) + cost
+            if decision.status is OrderStatus.HELD:  # committed money; one waiting for approval is not (yet), as across passes
+                spent[choice.household_id] = spent.get(choice.household_id, 0) + cost
     return Plan(tuple(placements), tuple(notices))

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy.engine import Engine
 
-from gateway import GatewayStorage, MqttTarget, Topics
-from tests.helpers import MQTT_URL, DynsecBroker, clear_retained, dynsec_mosquitto, migrated_engine, mosquitto, pg_database
+from gateway import MqttTarget, Topics
+from tests.helpers import MQTT_URL, DynsecBroker, clear_retained, dynsec_mosquitto, mosquitto, pg_database
 
 
 @pytest.fixture
@@ -27,20 +26,6 @@ def pg_database_url() -> Iterator[str]:
 def db_url(pg_database_url: str) -> str:
     """The database of the layer: PostgreSQL."""
     return pg_database_url
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    """A migrated engine."""
-    eng = migrated_engine(db_url)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def storage(engine: Engine) -> GatewayStorage:
-    """The gateway's storage adapters on the test's database."""
-    return GatewayStorage.on(engine)
 
 
 @pytest.fixture

@@ -5,30 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy.engine import Engine
 
-from gateway import EmbeddedBroker, GatewayStorage, MqttTarget
-from tests.helpers import migrated_engine
+from gateway import EmbeddedBroker, MqttTarget
 
 
 @pytest.fixture
 def db_url(sqlite_url: str) -> str:
     """The database of the layer: SQLite."""
     return sqlite_url
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    """A migrated engine."""
-    eng = migrated_engine(db_url)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def storage(engine: Engine) -> GatewayStorage:
-    """The gateway's storage adapters on the test's database."""
-    return GatewayStorage.on(engine)
 
 
 @pytest.fixture
