@@ -70,6 +70,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 30.0
+_RETAIN_EVERY = timedelta(hours=1)  # of business time: readings age by the day, an hourly pass keeps up
 
 
 def build_clock(settings: Settings) -> Clock:
@@ -209,6 +210,7 @@ class Service:
         self.web: HttpServer | None = None
         self._stop = threading.Event()
         self._ticks: threading.Thread | None = None
+        self._retained_at: datetime | None = None  # the business time of the last retention pass
 
     @property
     def web_url(self) -> str:
@@ -267,7 +269,7 @@ class Service:
         log.info("replenish is up (%s): MQTT %s", roles, target.url)
 
     def tick(self, now: datetime | None = None) -> None:
-        """One pass of the serve role, in order: settle readings, refresh forecasts, plan, release, deliver webhooks."""
+        """One pass of the serve role, in order: settle readings, refresh forecasts, plan, release, deliver webhooks, retention."""
         now = now or self.clock.now()
         # One forecaster (and one settler) for the whole deployment: several ingest workers would
         # forecast the same slots twice and race on inserting the same forecast rows.
@@ -276,6 +278,14 @@ class Service:
         self.placer.plan(now)
         self.actions.release_due(now)
         self.outbox.dispatch_due(now)
+        self._retain(now)
+
+    def _retain(self, now: datetime) -> None:
+        """At most once an hour: readings older than REPLENISH_RETENTION_DAYS become daily aggregates (SPEC 4)."""
+        if self._retained_at is not None and now - self._retained_at < _RETAIN_EVERY:
+            return
+        self._retained_at = now
+        self.gateway.retention.reduce(now - timedelta(days=self.settings.retention_days))
 
     def _tick_loop(self) -> None:
         while not self._stop.wait(self.settings.tick_seconds):

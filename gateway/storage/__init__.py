@@ -11,8 +11,9 @@ from .dead_letters import DeadLetters
 from .engine import UTCDateTime, make_engine, normalise_db_url
 from .forecasts import ForecastStore, view_of
 from .registry import DeviceRegistry
+from .retention import Retention, RetentionResult
 from .settle import Settler
-from .tables import GwCredential, GwCursor, GwDeadLetter, GwDevice, GwForecast, GwReading, GwSlot
+from .tables import GwCredential, GwCursor, GwDailyLevel, GwDeadLetter, GwDevice, GwForecast, GwReading, GwSlot
 from .telemetry import PreparedTelemetry, TelemetryWriter
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "GatewayStorage",
     "GwCredential",
     "GwCursor",
+    "GwDailyLevel",
     "GwDeadLetter",
     "GwDevice",
     "GwForecast",
@@ -29,6 +31,8 @@ __all__ = [
     "GwSlot",
     "IngestCounts",
     "PreparedTelemetry",
+    "Retention",
+    "RetentionResult",
     "Settler",
     "TelemetryWriter",
     "UTCDateTime",
@@ -48,8 +52,11 @@ class GatewayStorage:
     settler: Settler
     forecasts: ForecastStore
     dead_letters: DeadLetters
+    retention: Retention
 
     @classmethod
     def on(cls, engine: Engine) -> GatewayStorage:
         """Every adapter over `engine` (a migrated database)."""
-        return cls(engine, DeviceRegistry(engine), TelemetryWriter(engine), Settler(engine), ForecastStore(engine), DeadLetters(engine))
+        return cls(
+            engine, DeviceRegistry(engine), TelemetryWriter(engine), Settler(engine), ForecastStore(engine), DeadLetters(engine), Retention(engine)
+        )

@@ -1,8 +1,8 @@
-"""Tables the gateway owns: devices, slots, readings, forecasts, dead letters."""
+"""Tables the gateway owns: devices, slots, readings (and their daily aggregates), forecasts, dead letters."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from sqlmodel import JSON, Column, Field, SQLModel
 
 from .engine import UTCDateTime
 
-__all__ = ["GwCredential", "GwCursor", "GwDeadLetter", "GwDevice", "GwForecast", "GwReading", "GwSlot"]
+__all__ = ["GwCredential", "GwCursor", "GwDailyLevel", "GwDeadLetter", "GwDevice", "GwForecast", "GwReading", "GwSlot"]
 
 
 def _ts(nullable: bool = True, index: bool = False) -> Any:
@@ -75,6 +75,25 @@ class GwReading(SQLModel, table=True):
     # The device said the consumable was replaced (a refill even when the level did not jump).
     replaced: bool = Field(default=False, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.false()))
     received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class GwDailyLevel(SQLModel, table=True):
+    """One slot's readings of one UTC day, reduced to a summary once older than REPLENISH_RETENTION_DAYS (SPEC 4, `Retention`)."""
+
+    __tablename__ = "gw_daily_levels"
+
+    device_id: str = Field(primary_key=True, max_length=64)
+    slot_id: str = Field(primary_key=True, max_length=32)
+    day: date = Field(primary_key=True)  # the readings' `ts`, in UTC
+    readings: int  # how many were reduced into this row
+    level_min: float
+    level_max: float
+    level_mean: float
+    first_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    first_level: float
+    last_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    last_level: float
+    replaced: bool = False  # a `replaced` event among them
 
 
 class GwCursor(SQLModel, table=True):

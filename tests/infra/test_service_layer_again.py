@@ -27,6 +27,15 @@ from tests.service.test_provisioning import (
     test_operator_api_provisions_with_its_token_only,
     test_provisioning_stores_only_hashes_and_claims_need_the_printed_code,
 )
+from tests.service.test_retention import (
+    test_ingest_goes_on_while_a_long_reduction_runs,
+    test_new_readings_are_settled_after_a_reduction_that_took_every_reading,
+    test_old_settled_readings_become_daily_aggregates_and_newer_ones_stay,
+    test_readings_not_yet_settled_stay_however_old_and_merge_into_their_day_later,
+    test_small_batches_give_the_aggregates_of_one_big_batch,
+    test_the_migrations_build_the_tables_the_models_declare,
+    test_the_service_tick_applies_retention_days_at_most_once_an_hour,
+)
 
 __all__ = [
     "test_a_fleet_of_a_few_hundred_devices_reaches_the_broker",
@@ -37,12 +46,19 @@ __all__ = [
     "test_counts_consent_duplicates_sentinels_and_unknown_slots",
     "test_forecasts_are_stored_readable_and_clear_the_dirty_flag",
     "test_household_claims_on_the_web_page_with_the_printed_code",
+    "test_ingest_goes_on_while_a_long_reduction_runs",
     "test_ingest_only_appends_and_settle_folds_levels_refills_and_dirty",
+    "test_new_readings_are_settled_after_a_reduction_that_took_every_reading",
+    "test_old_settled_readings_become_daily_aggregates_and_newer_ones_stay",
     "test_operator_api_provisions_with_its_token_only",
     "test_priors_are_learnt_per_model_and_slot_and_carry_a_cold_start_slot",
     "test_provisioning_stores_only_hashes_and_claims_need_the_printed_code",
+    "test_readings_not_yet_settled_stay_however_old_and_merge_into_their_day_later",
     "test_readings_stored_once_only_with_consent_and_bad_messages_dead_lettered",
+    "test_small_batches_give_the_aggregates_of_one_big_batch",
     "test_the_database_normalises_exactly_like_normalise_level",
+    "test_the_migrations_build_the_tables_the_models_declare",
     "test_the_prior_fades_as_the_slot_brings_its_own_readings",
+    "test_the_service_tick_applies_retention_days_at_most_once_an_hour",
     "test_time_away_in_the_past_is_not_read_as_slow_use",
 ]
