@@ -5,18 +5,16 @@ This is its public surface: what `replenish`, the benches and the CLI use. The r
 docs/architecture.md; `replenish` reaches them only through these names.
 """
 
-from .clock import AcceleratedClock, Clock, ManualClock, WallClock
-from .forecasting import ForecastArrays, ForecastMethod, ForecastView, forecast_batch
-from .mqtt import DeviceNotifier, DynsecError, EmbeddedAccess, EmbeddedBroker, IngestConnection, MosquittoDynsec, MqttTarget, free_port, new_client, pick_port
+from .clock import AcceleratedClock, Clock, WallClock
+from .forecasting import ForecastView, forecast_batch
+from .mqtt import DeviceNotifier, EmbeddedAccess, EmbeddedBroker, IngestConnection, MosquittoDynsec, MqttTarget, free_port, pick_port
 from .protocol import (
-    PROTOCOL_VERSION,
     SERVICE_USERNAME,
     Birth,
     BrokerAccess,
     DeviceSecret,
     InvalidMessage,
     SlotSpec,
-    Telemetry,
     TelemetryIn,
     Topics,
     hash_secret,
@@ -29,10 +27,9 @@ from .protocol import (
     verify_secret,
 )
 from .services import AwayProvider, Forecaster, IngestOptions, Ingestor, away_from
-from .storage import GatewayStorage, GwDevice, GwSlot, IngestCounts, UTCDateTime, make_engine
+from .storage import GatewayStorage, UTCDateTime, make_engine
 
 __all__ = [
-    "PROTOCOL_VERSION",
     "SERVICE_USERNAME",
     "AcceleratedClock",
     "AwayProvider",
@@ -41,26 +38,18 @@ __all__ = [
     "Clock",
     "DeviceNotifier",
     "DeviceSecret",
-    "DynsecError",
     "EmbeddedAccess",
     "EmbeddedBroker",
-    "ForecastArrays",
-    "ForecastMethod",
     "ForecastView",
     "Forecaster",
     "GatewayStorage",
-    "GwDevice",
-    "GwSlot",
     "IngestConnection",
-    "IngestCounts",
     "IngestOptions",
     "Ingestor",
     "InvalidMessage",
-    "ManualClock",
     "MosquittoDynsec",
     "MqttTarget",
     "SlotSpec",
-    "Telemetry",
     "TelemetryIn",
     "Topics",
     "UTCDateTime",
@@ -70,7 +59,6 @@ __all__ = [
     "free_port",
     "hash_secret",
     "make_engine",
-    "new_client",
     "new_secret",
     "parse_birth",
     "parse_rfc3339",

@@ -18,7 +18,8 @@ import paho.mqtt.client as mqtt
 import psycopg
 import sqlalchemy as sa
 
-from gateway import MqttTarget, free_port, make_engine, new_client
+from gateway import MqttTarget, free_port, make_engine
+from gateway.mqtt import new_client
 from replenish.bootstrap import migrate
 
 PG_URL = os.environ.get("REPLENISH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 
-from gateway import ForecastMethod, ForecastView
+from gateway import ForecastView
+from gateway.forecasting import ForecastMethod
 from replenish.ordering import Budget, Offer, OrderStatus, PlanInputs, SlotChoice, SlotMode, need_key, plan
 
 NOW = datetime(2026, 11, 2, 8, tzinfo=UTC)

@@ -19,7 +19,8 @@ import uuid
 import paho.mqtt.client as mqtt
 import sqlalchemy as sa
 
-from gateway import GatewayStorage, MqttTarget, make_engine, new_client
+from gateway import GatewayStorage, MqttTarget, make_engine
+from gateway.mqtt import new_client
 from gateway.protocol import topic_for
 from tests.helpers import ROOT, migrated
 

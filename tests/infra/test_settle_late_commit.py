@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from gateway import Birth, GatewayStorage, SlotSpec, Telemetry, TelemetryIn
+from gateway import Birth, GatewayStorage, SlotSpec, TelemetryIn
+from gateway.protocol import Telemetry
 from tests.helpers import migrated_engine
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

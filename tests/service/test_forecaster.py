@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway import AwayProvider, Birth, Forecaster, GatewayStorage, SlotSpec, Telemetry, TelemetryIn, away_from
+from gateway import AwayProvider, Birth, Forecaster, GatewayStorage, SlotSpec, TelemetryIn, away_from
+from gateway.protocol import Telemetry
 from gateway.forecasting import Prior
 
 START = datetime(2026, 3, 2, tzinfo=UTC)

@@ -7,7 +7,8 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from gateway import Forecaster, GatewayStorage, IngestOptions, ManualClock, MqttTarget, Topics
+from gateway import Forecaster, GatewayStorage, IngestOptions, MqttTarget, Topics
+from gateway.clock import ManualClock
 from replenish.bootstrap import build_ingestor
 from tests.helpers import publish_all, wait_for
 

@@ -17,18 +17,9 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy.engine import Engine
 
-from gateway import (
-    EmbeddedBroker,
-    GatewayStorage,
-    IngestOptions,
-    InvalidMessage,
-    ManualClock,
-    TelemetryIn,
-    new_client,
-    parse_birth,
-    parse_status,
-    parse_telemetry,
-)
+from gateway import EmbeddedBroker, GatewayStorage, IngestOptions, InvalidMessage, TelemetryIn, parse_birth, parse_status, parse_telemetry
+from gateway.clock import ManualClock
+from gateway.mqtt import new_client
 from gateway.protocol import topic_for
 from replenish.bootstrap import build_ingestor
 from tests.helpers import migrated_engine

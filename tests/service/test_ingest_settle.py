@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from gateway import Birth, GatewayStorage, SlotSpec, Telemetry, TelemetryIn
+from gateway import Birth, GatewayStorage, SlotSpec, TelemetryIn
+from gateway.protocol import Telemetry
 from gateway.protocol import LevelEvent
 from gateway.readings import normalise_level
 

@@ -16,7 +16,8 @@ import httpx
 import paho.mqtt.client as mqtt
 from standardwebhooks import Webhook
 
-from gateway import MqttTarget, Topics, free_port, new_client
+from gateway import MqttTarget, Topics, free_port
+from gateway.mqtt import new_client
 from replenish.bootstrap import Service, serve_http
 from replenish.fulfilment import Sink
 from replenish.households import ConsentScope

@@ -16,7 +16,8 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway import BrokerAccess, DeviceSecret, EmbeddedAccess, EmbeddedBroker, ManualClock, MqttTarget, Topics, new_secret
+from gateway import BrokerAccess, DeviceSecret, EmbeddedAccess, EmbeddedBroker, MqttTarget, Topics, new_secret
+from gateway.clock import ManualClock
 from gateway.protocol import topic_for
 from replenish.bootstrap import Service
 from replenish.provisioning import Provisioner

@@ -14,7 +14,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
 import replenish.storage  # noqa: F401 - registers the service's tables beside the gateway's
-from gateway import Birth, GatewayStorage, SlotSpec, Telemetry, TelemetryIn
+from gateway import Birth, GatewayStorage, SlotSpec, TelemetryIn
+from gateway.protocol import Telemetry
 from gateway.protocol import LevelEvent
 from gateway.storage import GwDailyLevel, GwReading, RetentionResult
 from replenish.bootstrap import Service
