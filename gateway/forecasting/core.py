@@ -7,13 +7,14 @@ The method, with its maths, is written up in docs/forecasting.md.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
-from .fit import fit_chunk, normalise_away
+from .away import normalise_away
+from .fit import ChunkFit, fit_chunk
 from .methods import CODES
 
 __all__ = ["ForecastArrays", "explain", "forecast_batch"]
@@ -104,9 +105,8 @@ def forecast_batch(
     if any(not 0 < q < 1 for q in quantiles):
         raise ValueError(f"quantiles must lie strictly between 0 and 1, got {quantiles}")
     zs = tuple(NormalDist().inv_cdf(q) for q in quantiles)
-    names = ("rate", "level", "p10", "p50", "p90", "conf", "n", "method", "rate_sd", "prior_w", "step")
-    out = {k: np.empty(s) for k in names}
-    extra = np.empty((s, len(zs)))
+    names = [f.name for f in fields(ChunkFit)]
+    out = {k: np.empty((s, len(zs)) if k == "extra" else s) for k in names}
     size = max(int(chunk), 1)
     for lo in range(0, s, size):
         sl = slice(lo, lo + size)
@@ -114,22 +114,21 @@ def forecast_batch(
             t[sl], y[sl], now_a[sl], step_a[sl], None if away_a is None else away_a[sl], mu0[sl], sd0[sl], zs,
             None if counted_a is None else counted_a[sl],
         )
-        for k, v in zip(names, part):
-            out[k][sl] = v
-        extra[sl] = part[-1]
+        for k in names:
+            out[k][sl] = getattr(part, k)
     return ForecastArrays(
         rate_per_day=out["rate"],
         level_now=out["level"],
         tte_p10_days=out["p10"],
         tte_p50_days=out["p50"],
         tte_p90_days=out["p90"],
-        confidence=out["conf"],
-        n_used=out["n"].astype(np.int64),
+        confidence=out["confidence"],
+        n_used=out["n_used"].astype(np.int64),
         method=out["method"].astype(np.int8),
         rate_sd_per_day=out["rate_sd"],
-        prior_weight=out["prior_w"],
+        prior_weight=out["prior_weight"],
         step=out["step"],
-        tte_quantiles=extra if zs else None,
+        tte_quantiles=out["extra"] if zs else None,
     )
 
 
