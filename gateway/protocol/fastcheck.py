@@ -2,7 +2,7 @@
 
 jsonschema spends about 175 µs on one telemetry message here, more than everything else in
 ingest together. This check costs a few µs. It is never more lenient than the schema: what it
-accepts, the schema accepts (tests/test_ingest_fuzz.py checks this on generated documents);
+accepts, the schema accepts (tests/core/gateway/test_fastcheck.py checks this on generated documents);
 what it does not accept goes through jsonschema, which then words the rejection.
 """
 
