@@ -151,9 +151,10 @@ def test_long_running_services_are_healthchecked_or_wait_for_healthy_ones() -> N
         for dep, condition in _depends(svc).items():
             if "healthcheck" in SERVICES[dep]:
                 assert condition == "service_healthy", f"{name} must wait until {dep} is healthy"
-    for name in ("mosquitto", "postgres", "service"):
+    for name in ("mosquitto", "postgres", "service", "gateway-1", "gateway-2"):
         assert SERVICES[name]["healthcheck"]["test"], name
-    assert "/healthz" in " ".join(SERVICES["service"]["healthcheck"]["test"])
+    for name in ("service", "gateway-1", "gateway-2"):  # SPEC 6: /healthz on every process, gateway workers included
+        assert "/healthz" in " ".join(SERVICES[name]["healthcheck"]["test"]), name
 
 
 def test_migrations_and_broker_setup_come_before_the_services() -> None:
