@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gateway.protocol import DEFAULT_TOPICS, NAME, DeviceTopic, Topics, device_may, parse_topic, service_may, topic_for, valid_namespace
+from gateway.protocol import DEFAULT_TOPICS, NAME, SENTINELS, DeviceTopic, Topics, device_may, parse_topic, service_may, topic_for, valid_namespace
 from gateway.protocol.schemas import SCHEMAS
 
 NS = Topics("site-a/test")
@@ -196,3 +196,16 @@ def test_the_published_schemas_repeat_the_device_id_pattern_defined_once() -> No
     # Every device -> gateway message names its sender; orders go the other way and do not.
     assert sorted(patterns) == ["birth", "status", "telemetry"]
     assert set(patterns.values()) == {"^" + NAME + "$"}
+
+
+def test_the_published_telemetry_schema_repeats_the_sentinels_defined_once() -> None:
+    def enums(node: object) -> list[frozenset[str]]:
+        if isinstance(node, dict):
+            found = [frozenset(node["enum"])] if "enum" in node else []
+            return found + [e for v in node.values() for e in enums(v)]
+        if isinstance(node, list):
+            return [e for v in node for e in enums(v)]
+        return []
+
+    found = enums(json.loads((SCHEMAS / "telemetry.json").read_text()))
+    assert found and set(found) == {SENTINELS}, "a level's and an event's sentinels are gateway.protocol.values.SENTINELS"
