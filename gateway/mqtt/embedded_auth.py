@@ -24,7 +24,7 @@ from ..clock import Clock
 from ..protocol import DEFAULT_TOPICS, DeviceSecret, Topics, device_may, hash_secret, service_may, verify_secret
 from ..storage import GwCredential
 
-__all__ = ["DeviceAuthPlugin", "DeviceTopicPlugin", "EmbeddedAccess", "ScopedRetainBroker"]
+__all__ = ["DeviceAuthPlugin", "DeviceTopicPlugin", "EmbeddedAccess", "ScopedRetainBroker", "SnapshotDict"]
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +133,18 @@ class DeviceTopicPlugin(BaseTopicPlugin):
         return bool(allowed)
 
 
+class SnapshotDict(dict[str, Any]):
+    """A dict whose iteration walks a copy of its keys or items, so that adding or removing keys meanwhile is harmless."""
+
+    def __iter__(self) -> Any:
+        return iter(list(super().keys()))
+
+    def items(self) -> Any:  # a list, not a live view
+        return list(super().items())
+
+
 class ScopedRetainBroker(Broker):
-    """amqtt's broker with two holes closed that tests/service/test_provisioning.py found in amqtt 0.12.
+    """amqtt's broker with three holes closed that tests/service found in amqtt 0.12.
 
     - It replays retained messages to a (re)connecting client for every subscription in the
       broker, its own or not, and without the topic ACL: device A would read B's retained
@@ -144,7 +154,15 @@ class ScopedRetainBroker(Broker):
       before the password is checked, and even a refused client's session replaces it: anyone
       reaching the port could erase the gateway's persistent session and the readings queued in
       it. Here a refused client is answered and dropped before any session is touched.
+    - It walks its subscriptions dict while awaiting the ACL check of each subscriber, so a client
+      subscribing meanwhile (a fleet coming online) raised "dictionary changed size during
+      iteration" and the message being broadcast, a birth or a reading, reached nobody (seen in
+      `make demo`). Here the subscriptions dict iterates over a copy.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._subscriptions = SnapshotDict(self._subscriptions)
 
     async def _handle_client_session(self, reader: Any, writer: Any, client_session: MqttSession, handler: Any, server: Any, listener_name: str) -> None:
         if not await self._authenticate(client_session, self.listeners_config[listener_name]):

@@ -65,3 +65,17 @@ def test_a_fleet_of_a_few_hundred_devices_reaches_the_broker(mqtt_target: MqttTa
     assert done == n + 1, f"{done} of {n + 1} devices delivered birth, status and telemetry; stats {fleet.stats}"
     assert f"{prefix}-flaky" in offline, "an offline spell drops the connection and the broker publishes the last will"
     assert fleet.stats["refused"] == 0
+
+
+def test_the_embedded_brokers_subscriptions_survive_a_subscribe_during_a_broadcast() -> None:
+    """amqtt walks its subscriptions while awaiting each ACL check; one added meanwhile must not end the walk."""
+    from gateway.mqtt.embedded_auth import SnapshotDict
+
+    subs = SnapshotDict({"a/+": [1], "b/#": [2]})
+    walked = []
+    for key, value in subs.items():
+        subs[f"{key}/new"] = value  # a client subscribing while a message is broadcast
+        walked.append(key)
+    for key in subs:
+        del subs[key]  # a session's subscriptions removed while they are walked
+    assert walked == ["a/+", "b/#"] and subs == {}
