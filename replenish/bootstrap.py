@@ -91,10 +91,15 @@ def migrate(engine: Engine) -> None:
 
 
 def reserved_usernames(settings: Settings) -> frozenset[str]:
-    """The broker's own accounts (the service's, the dynamic-security admin's): no device may take one."""
+    """The broker's own accounts and the service's client ids: no device may take one (besides any `replenish-` name).
+
+    A device's username is also its client id, so a device named like a gateway worker's client
+    id would take over that worker's persistent session and the telemetry queued in it.
+    """
     names = {MqttTarget.from_url(settings.mqtt_url).username if settings.mqtt_url else None, SERVICE_USERNAME}
     if settings.mqtt_admin_url:
         names.add(MqttTarget.from_url(settings.mqtt_admin_url).username)
+    names |= {settings.gateway_client_id, f"{settings.gateway_client_id}-notifier"}
     return frozenset(n for n in names if n)
 
 

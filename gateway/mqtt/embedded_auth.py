@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from ..clock import Clock
-from ..protocol import DEFAULT_TOPICS, DeviceSecret, Topics, device_may, hash_secret, service_may, verify_secret
+from ..protocol import DEFAULT_TOPICS, DeviceSecret, Topics, device_may, hash_secret, is_service_name, service_may, verify_secret
 from ..storage import GwCredential
 
 __all__ = ["DeviceAuthPlugin", "DeviceTopicPlugin", "EmbeddedAccess", "ScopedRetainBroker", "SnapshotDict"]
@@ -102,6 +102,9 @@ class DeviceAuthPlugin(BaseAuthPlugin):
         access: EmbeddedAccess = self.config.access
         if not access.authenticate(session.username, session.password):
             log.warning("embedded broker refused client %r (user %r): bad credentials", session.client_id, session.username)
+            return False
+        if not access.is_service(session.username) and is_service_name(session.username or ""):
+            log.warning("embedded broker refused %r: the name is reserved for the service", session.username)
             return False
         if not access.is_service(session.username) and session.client_id != session.username:
             # As in Mosquitto (dynamic security's clientid): a device connects only as itself, so it

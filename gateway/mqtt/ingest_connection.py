@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from .target import MqttTarget
 
-__all__ = ["V5", "V311", "Delivery", "IngestConnection", "MqttRefused"]
+__all__ = ["V5", "V311", "Delivery", "IngestConnection", "MqttRefused", "SessionTakenOver"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,11 @@ _V5_PROBE_S = 3.0  # the embedded broker (amqtt) never answers an MQTT 5 CONNECT
 _RECV = 1 << 18
 _PUBLISH, _CONNACK, _SUBACK, _PINGRESP, _DISCONNECT = 3, 2, 9, 13, 14
 _PROTOCOL_REFUSED = {1, 0x84}  # "unacceptable protocol version" in 3.1.1 and in 5
+_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT "session taken over": another client connected with our client id
+
+
+class SessionTakenOver(ConnectionError):
+    """The broker ended our session because another client connected with the same client id."""
 
 
 class MqttRefused(ConnectionError):
@@ -229,6 +234,11 @@ class IngestConnection:
                     self._fatal = exc
                     self._ready.set()
                     return
+            except SessionTakenOver as exc:
+                # Every service client id is reserved (no device may be named so), so this is a
+                # second worker configured with our id, or an intruder with the service's password.
+                if not self._closing.is_set():
+                    log.error("MQTT session at %s lost: %s; reconnecting in %.0f s (check REPLENISH_GATEWAY_CLIENT_ID is unique)", self.target.url, exc, delay)
             except (OSError, ConnectionError) as exc:
                 if not self._closing.is_set():
                     log.warning("MQTT connection to %s lost: %s; reconnecting in %.0f s", self.target.url, exc, delay)
@@ -356,7 +366,10 @@ class IngestConnection:
             elif kind == _SUBACK:
                 self._check_suback(buf[start:end], v5)
             elif kind == _DISCONNECT:
-                raise ConnectionError(f"broker sent DISCONNECT (reason {buf[start] if length else 0:#x})")
+                reason = buf[start] if length else 0
+                if reason == _TAKEN_OVER:
+                    raise SessionTakenOver(f"another client connected as {self.client_id!r} and took over our session")
+                raise ConnectionError(f"broker sent DISCONNECT (reason {reason:#x})")
             pos = end
         if out:
             with self._cond:

@@ -3,7 +3,20 @@
 Pure: strings and bytes in, frozen values or a reasoned rejection out; no I/O.
 """
 
-from .access import DEVICE_PUBLISHES, SERVICE_USERNAME, Action, BrokerAccess, DeviceSecret, device_may, hash_secret, new_secret, service_may, verify_secret
+from .access import (
+    DEVICE_PUBLISHES,
+    SERVICE_PREFIX,
+    SERVICE_USERNAME,
+    Action,
+    BrokerAccess,
+    DeviceSecret,
+    device_may,
+    hash_secret,
+    is_service_name,
+    new_secret,
+    service_may,
+    verify_secret,
+)
 from .messages import (
     Birth,
     InvalidMessage,
@@ -30,6 +43,7 @@ __all__ = [
     "PREFIX",
     "PROTOCOL_VERSION",
     "SENTINELS",
+    "SERVICE_PREFIX",
     "SERVICE_USERNAME",
     "UNITS",
     "Action",
@@ -47,6 +61,7 @@ __all__ = [
     "Unit",
     "device_may",
     "hash_secret",
+    "is_service_name",
     "new_secret",
     "orders_payload",
     "parse_birth",

@@ -18,12 +18,14 @@ from .topics import DEFAULT_TOPICS, Topics, valid_device_id
 
 __all__ = [
     "DEVICE_PUBLISHES",
+    "SERVICE_PREFIX",
     "SERVICE_USERNAME",
     "Action",
     "BrokerAccess",
     "DeviceSecret",
     "device_may",
     "hash_secret",
+    "is_service_name",
     "new_secret",
     "service_may",
     "verify_secret",
@@ -31,6 +33,10 @@ __all__ = [
 
 Action = Literal["publish", "subscribe", "receive"]
 DEVICE_PUBLISHES: tuple[str, ...] = ("birth", "telemetry", "status")
+# Every MQTT username and client id the service uses starts so (the service account, the gateway
+# workers' persistent sessions, the notifier, the dynamic-security admin's runs): no device may
+# be one, or it could take over a worker's session and erase the telemetry queued in it.
+SERVICE_PREFIX = "replenish-"
 SERVICE_USERNAME = "replenish-service"
 _SECRET_BYTES = 24  # 192 random bits: no dictionary to guess from, so a fast salted hash suffices
 
@@ -57,6 +63,11 @@ class BrokerAccess(Protocol):
     def revoke_device(self, device_id: str) -> None:
         """Remove a device's account; it can no longer connect."""
         ...
+
+
+def is_service_name(name: str) -> bool:
+    """Whether a username or client id is reserved for the service (SERVICE_PREFIX): never a device's."""
+    return name.startswith(SERVICE_PREFIX)
 
 
 def new_secret() -> str:

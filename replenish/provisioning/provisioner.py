@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from gateway import BrokerAccess, Clock, DeviceSecret, GatewayStorage, hash_secret, new_secret, valid_device_id
+from gateway import BrokerAccess, Clock, DeviceSecret, GatewayStorage, hash_secret, is_service_name, new_secret, valid_device_id
 
 from ..storage import ProvisionedDevice
 
@@ -61,16 +61,19 @@ class Provisioner:
         self.gateway = gateway
         self.access = access
         self.clock = clock
-        self.reserved = frozenset(reserved)  # the broker's own accounts (service, admin): never a device
+        self.reserved = frozenset(reserved)  # the broker's own accounts and client ids (service, admin, workers): never a device
 
     def provision(self, device_ids: Sequence[str]) -> list[Provisioned]:
         """New credentials and claim codes for these devices (re-provisioning replaces both)."""
         ids = list(dict.fromkeys(device_ids))
         if not ids or len(ids) > _MAX_BATCH:
             raise ValueError(f"provision 1-{_MAX_BATCH} devices at a time")
-        bad = [d for d in ids if not valid_device_id(d) or d in self.reserved]
+        bad = [d for d in ids if not valid_device_id(d) or d in self.reserved or is_service_name(d)]
         if bad:
-            raise ValueError(f"invalid device id(s): {', '.join(map(repr, bad[:5]))} (1-64 of [A-Za-z0-9_-], not the broker's own accounts)")
+            raise ValueError(
+                f"invalid device id(s): {', '.join(map(repr, bad[:5]))} "
+                "(1-64 of [A-Za-z0-9_-]; not the broker's own accounts or client ids, nor starting with 'replenish-')"
+            )
         issued = [Provisioned(d, new_secret(), _new_claim_code()) for d in ids]
         now = self.clock.now()
         for d in ids:

@@ -304,3 +304,33 @@ def test_a_wrong_password_cannot_erase_the_gateways_session_on_the_embedded_brok
     finally:
         broker.stop()
         engine.dispose()
+
+
+def test_no_device_may_be_named_like_the_services_accounts_or_client_ids(db_url: str, tmp_path: Path) -> None:
+    """A device's username is its client id: named like a gateway worker, it would take over the worker's session."""
+    service = Service(Settings(env="test", database_url=db_url, gateway_client_id="gw-main", clock_start=NOW))
+    service.migrate()
+    try:
+        assert service.provisioner is not None
+        for name in ("replenish-gateway", "replenish-gateway-1", "replenish-service-notifier", "replenish-dynsec-1", "gw-main", "gw-main-notifier"):
+            with pytest.raises(ValueError, match="invalid device id"):
+                service.provisioner.provision([name])
+        assert [p.device_id for p in service.provisioner.provision(["gw-main-2", "my-replenish-printer"])] == ["gw-main-2", "my-replenish-printer"]
+    finally:
+        service.stop()
+    # A reserved name that reached the embedded broker's credentials some other way is refused all the same.
+    engine = migrated_engine(f"sqlite:///{tmp_path / 'reserved.db'}")
+    access = EmbeddedAccess(engine, ManualClock(NOW))
+    access.grant_devices([DeviceSecret("replenish-gateway", "pw"), DeviceSecret("fine-device", "pw")])
+    broker = EmbeddedBroker(port=0, access=access)
+    broker.start()
+    try:
+        taker = _connect(MqttTarget(broker.host, broker.port, "replenish-gateway", "pw"))
+        assert taker.connack is not None and taker.connack.is_failure
+        taker.close()
+        fine = _connect(MqttTarget(broker.host, broker.port, "fine-device", "pw"))
+        assert fine.connack is not None and not fine.connack.is_failure
+        fine.close()
+    finally:
+        broker.stop()
+        engine.dispose()
