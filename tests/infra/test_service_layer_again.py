@@ -5,6 +5,7 @@ Each test below is imported from tests/service; collected here, it takes this fo
 Mosquitto under the test's own topic namespace).
 """
 
+from tests.service.test_clock_poisoning import test_one_reading_dated_days_ahead_does_not_date_the_later_ones_in_the_past
 from tests.service.test_fleet import test_a_fleet_of_a_few_hundred_devices_reaches_the_broker
 from tests.service.test_forecaster import (
     test_a_prior_is_learnt_in_grams_when_households_buy_different_bags,
@@ -38,6 +39,7 @@ from tests.service.test_retention import (
 )
 
 __all__ = [
+    "test_one_reading_dated_days_ahead_does_not_date_the_later_ones_in_the_past",
     "test_a_fleet_of_a_few_hundred_devices_reaches_the_broker",
     "test_a_prior_is_learnt_in_grams_when_households_buy_different_bags",
     "test_a_replaced_event_gives_the_new_level_when_levels_do_not",

@@ -120,18 +120,18 @@ def test_clock_skew_is_learnt_from_the_least_delayed_message() -> None:
     from gateway.readings import MAX_BUFFER_S, corrected_time, estimate_clock_offset
 
     t0 = datetime(2026, 3, 1, tzinfo=UTC)
-    ahead = estimate_clock_offset(None, None, 0.2 - 3600, t0)  # device clock an hour ahead, 0.2 s delay
+    ahead = estimate_clock_offset(None, None, [0.2 - 3600], t0)  # device clock an hour ahead, 0.2 s delay
     assert corrected_time(t0 + timedelta(hours=1), ahead, t0 + timedelta(seconds=0.2)) == t0 + timedelta(seconds=0.2)
     # A burst of buffered messages looks later, never earlier: the estimate holds.
     later = t0 + timedelta(hours=5)
-    held = estimate_clock_offset(ahead, t0, -3600 + 4 * 3600, later)
+    held = estimate_clock_offset(ahead, t0, [0.2 - 3600, -3600 + 4 * 3600], later)
     assert abs(held - ahead) < 0.01 * 5 * 3600 + 1
     # Small skew, and a lag that may be buffering, are left alone; nothing is placed after its arrival.
     assert corrected_time(t0, 30.0, t0 + timedelta(seconds=30)) == t0
     assert corrected_time(t0, 3 * 3600.0, t0 + timedelta(hours=3)) == t0
     assert corrected_time(t0 + timedelta(minutes=1), 0.0, t0) == t0
     # A clock reset to 1970 is older than any buffer: the estimate restarts at once.
-    reset = estimate_clock_offset(ahead, t0, MAX_BUFFER_S * 1000, later)
+    reset = estimate_clock_offset(ahead, t0, [MAX_BUFFER_S * 1000], later)
     assert reset == MAX_BUFFER_S * 1000
     assert corrected_time(later - timedelta(seconds=reset), reset, later) == later
 
