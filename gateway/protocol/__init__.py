@@ -17,6 +17,7 @@ from .access import (
     service_may,
     verify_secret,
 )
+from .budget import DEFAULT_BURST, DEFAULT_PER_MINUTE, DeviceBudget
 from .messages import (
     Birth,
     InvalidMessage,
@@ -35,6 +36,8 @@ from .topics import DEFAULT_TOPICS, PREFIX, DeviceTopic, Suffix, Topics, parse_t
 from .values import DEVICE_ID, MAX_PAYLOAD, NAME, PROTOCOL_VERSION, SENTINELS, UNITS, Unit
 
 __all__ = [
+    "DEFAULT_BURST",
+    "DEFAULT_PER_MINUTE",
     "DEFAULT_TOPICS",
     "DEVICE_ID",
     "DEVICE_PUBLISHES",
@@ -49,6 +52,7 @@ __all__ = [
     "Action",
     "Birth",
     "BrokerAccess",
+    "DeviceBudget",
     "DeviceSecret",
     "DeviceTopic",
     "InvalidMessage",
