@@ -8,6 +8,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from ..storage import Household, Order
+from .status import OrderStatus, takes_events
 
 __all__ = ["OrderQueries"]
 
@@ -30,13 +31,18 @@ class OrderQueries:
             return list(s.exec(q))
 
     def for_fulfiller(self, fulfiller_id: str, statuses: Sequence[str], limit: int = 500) -> list[tuple[Order, Household | None]]:
-        """A fulfilment system's orders in some statuses, oldest first, each with its household."""
+        """A fulfilment system's orders released to it, in some statuses, oldest release first, each with its household.
+
+        Only an order once released is the system's to see (`released_at` set), in any status it reached
+        from there; one held, awaiting approval, or cancelled by the household before release never is.
+        """
+        wanted = [status.value for status in OrderStatus if status in statuses and takes_events(status)]
         with Session(self.engine) as s:
             q = (
                 select(Order, Household)
                 .join(Household, col(Household.id) == col(Order.household_id), isouter=True)
-                .where(Order.fulfiller_id == fulfiller_id, col(Order.status).in_(list(statuses)))
-                .order_by(col(Order.released_at))
+                .where(Order.fulfiller_id == fulfiller_id, col(Order.released_at).is_not(None), col(Order.status).in_(wanted))
+                .order_by(col(Order.released_at), col(Order.id))
                 .limit(limit)
             )
             return [(o, h) for o, h in s.exec(q)]
