@@ -41,8 +41,13 @@ class EmbeddedBroker:
         self.port = pick_port(self.host, self.requested_port)
         ready = threading.Event()
         failure: list[BaseException] = []
+        # amqtt 0.12 has no packet-size, queue or in-flight limit and no maximum keep-alive
+        # (docs/deploy.md, "Broker limits"): the gateway's own 64 KiB check is the size limit here.
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}", "max_connections": 50_000}},
+            # Mosquitto's persistent_client_expiration: a persistent session left for two weeks is
+            # deleted, longer than the 7 days devices buffer and the gateway's session lasts.
+            "session_expiry_interval": 14 * 86_400,
             "plugins": (
                 {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
                 if self.access is None

@@ -1,29 +1,36 @@
 """docker-compose.yml checked without a Docker engine: its structure, its commands, the Compose
 Specification (through the Docker Compose CLI, which `config` needs no engine for), the Dockerfile's
-build context, and the Mosquitto config running for real on the machine's Mosquitto."""
+build context, and the Mosquitto config running for real on the machine's Mosquitto, limits included."""
 
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import json
 import os
 import pwd
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import tomllib
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from gateway import free_port
+from firmware_sim import Fleet
+from gateway import DeviceSecret, IngestConnection, IngestOptions, MosquittoDynsec, MqttTarget, Topics, free_port, new_secret
+from gateway.mqtt.ingest_connection import SESSION_EXPIRY_S
+from gateway.protocol import DEFAULT_TOPICS, MAX_PAYLOAD
 from replenish.settings import Settings
 from replenish.storage import MIGRATIONS
 
@@ -386,3 +393,319 @@ def test_mosquitto_config_runs_with_dynamic_security(mosquitto_dir: Path) -> Non
             broker.kill()
             broker.wait()
     assert "Loading plugin" in log.read_text(), log.read_text()
+
+
+# ---- Mosquitto's limits (docs/deploy.md, "Broker limits") -------------------------------------
+
+LIMITS = ("max_packet_size", "max_queued_messages", "max_queued_bytes", "max_inflight_messages", "max_keepalive", "persistent_client_expiration")
+DURATION = {"h": 3600, "d": 86_400, "w": 7 * 86_400, "m": 30 * 86_400, "y": 365 * 86_400}  # mosquitto.conf(5)
+LONGEST_TOPIC = 4 * 65 + len("replenish/v1/devices/") + 64 + len("/telemetry")  # four namespace levels of 64, a 64-character id
+TELEMETRY_BYTES = 140  # the simulator's largest telemetry payloads are 141 bytes (six kinds, a week each)
+FLEET_PER_S = 100_000 / 3600  # the fleet the queues are sized for: 100,000 devices reporting hourly
+READING = json.dumps({"v": 1, "seq": 1, "ts": "2026-11-23T12:00:00Z", "levels": {"black": 40}}).encode()
+
+
+def _conf_settings() -> dict[str, tuple[str, list[str]]]:
+    """Each setting of the shipped mosquitto.conf: its value, and the comment block right above it."""
+    settings: dict[str, tuple[str, list[str]]] = {}
+    comment: list[str] = []
+    for line in MOSQUITTO_CONF.read_text().splitlines():
+        if line.startswith("#"):
+            comment.append(line)
+        elif line.strip():
+            key, _, value = line.partition(" ")
+            assert key not in settings, f"{key} is set twice"
+            settings[key] = (value, comment)
+            comment = []
+        else:
+            comment = []  # a blank line ends a comment block that belongs to no setting
+    return settings
+
+
+def test_mosquitto_conf_sets_every_limit_with_its_reason() -> None:
+    settings = _conf_settings()
+    for key in LIMITS:
+        assert key in settings, f"mosquitto.conf sets no {key}: the broker is unbounded there"
+        assert len(settings[key][1]) >= 2, f"{key} {settings[key][0]}: say in a comment why it has its value"
+    assert "message_size_limit" not in settings, "it acknowledges a 3.1.1 device's dropped payload unseen, and drops dynamic-security commands"
+    assert "max_inflight_bytes" not in settings
+    value = {key: settings[key][0] for key in LIMITS}
+
+    # What a device may send and the gateway accepts fits in one packet: 64 KiB of payload, the
+    # longest topic, the fixed header (5 bytes), topic length and packet id (4), MQTT 5 properties.
+    assert MAX_PAYLOAD + LONGEST_TOPIC + 5 + 4 + 64 <= int(value["max_packet_size"]) <= 1024 * 1024
+    # A worker's session holds what it had in flight when it stopped (its Receive Maximum) and what
+    # the shared subscription deals it meanwhile: at the fleet's rate, a minute's restart 100 times over.
+    queued = int(value["max_queued_messages"])
+    assert queued >= IngestOptions().receive_window() + 100 * 60 * FLEET_PER_S, f"{queued} queued messages: telemetry dropped while a worker restarts"
+    assert queued * TELEMETRY_BYTES <= int(value["max_queued_bytes"]) <= 1024**3, "for telemetry the count must bind first; the bytes bound big payloads"
+    assert int(value["max_inflight_messages"]) >= 1
+    # Every client of ours asks for a keep-alive Mosquitto accepts (2.0.12+ refuses a 3.1.1 client above it).
+    ours = {
+        "gateway worker": inspect.signature(IngestConnection).parameters["keepalive"].default,
+        "simulated device": inspect.signature(Fleet).parameters["keepalive"].default,
+    }
+    assert 10 <= int(value["max_keepalive"]) <= 65535 and all(k <= int(value["max_keepalive"]) for k in ours.values()), ours
+    expiry = re.fullmatch(r"(\d+)([hdwmy])", value["persistent_client_expiration"])
+    assert expiry, value["persistent_client_expiration"]
+    seconds = int(expiry.group(1)) * DURATION[expiry.group(2)]
+    assert seconds > SESSION_EXPIRY_S and seconds > 7 * 86_400, "no shorter than the gateway's session or a device's 7-day buffer"
+
+
+# Raw MQTT frames, so that a test can send what no client library would: a packet over the limit.
+
+
+def _varint(n: int) -> bytes:
+    out = b""
+    while True:
+        n, digit = divmod(n, 128)
+        out += bytes([digit | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def _utf8(value: str | bytes) -> bytes:
+    raw = value.encode() if isinstance(value, str) else value
+    return struct.pack("!H", len(raw)) + raw
+
+
+def _frame(kind: int, body: bytes) -> bytes:
+    return bytes([kind]) + _varint(len(body)) + body
+
+
+def _connect_frame(
+    client_id: str, username: str, password: str, *, version: int = 4, keepalive: int = 30, clean: bool = True,
+    properties: bytes = b"", will: tuple[str, bytes] | None = None,
+) -> bytes:
+    flags = 0xC0 | (0x02 if clean else 0)
+    payload = _utf8(client_id)
+    if will:
+        flags |= 0x04 | 0x08 | 0x20  # a will, at QoS 1, retained
+        payload += (b"\x00" if version == 5 else b"") + _utf8(will[0]) + _utf8(will[1])
+    payload += _utf8(username) + _utf8(password)
+    head = _utf8("MQTT") + bytes((version, flags)) + struct.pack("!H", keepalive)
+    if version == 5:
+        head += _varint(len(properties)) + properties
+    return _frame(0x10, head + payload)
+
+
+def _subscribe_frame(filters: list[str], *, version: int = 4) -> bytes:
+    return _frame(0x82, b"\x00\x01" + (b"\x00" if version == 5 else b"") + b"".join(_utf8(f) + b"\x01" for f in filters))
+
+
+def _publish_frame(topic: str, payload: bytes, mid: int, *, version: int = 4) -> bytes:
+    return _frame(0x32, _utf8(topic) + struct.pack("!H", mid) + (b"\x00" if version == 5 else b"") + payload)
+
+
+def _publish_of_size(topic: str, total: int, mid: int) -> bytes:
+    """A QoS 1 PUBLISH (MQTT 3.1.1) of exactly `total` bytes, its header included."""
+    size = 0
+    while len(frame := _publish_frame(topic, b"x" * size, mid)) != total:
+        size += total - len(frame)
+    return frame
+
+
+def _read_packet(sock: socket.socket) -> tuple[int, bytes] | None:
+    """One MQTT packet (its type byte and body), or None once the broker has closed the connection."""
+
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionResetError
+            data += chunk
+        return data
+
+    try:
+        kind, length, shift = exactly(1)[0], 0, 0
+        while True:
+            digit = exactly(1)[0]
+            length |= (digit & 0x7F) << shift
+            shift += 7
+            if not digit & 0x80:
+                return kind, exactly(length)
+    except (ConnectionResetError, BrokenPipeError):
+        return None
+
+
+def _open(port: int, connect: bytes) -> tuple[socket.socket, bytes]:
+    """Connect and send a CONNECT; returns the socket and the CONNACK's body."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(connect)
+    connack = _read_packet(sock)
+    assert connack is not None and connack[0] == 0x20, connack
+    return sock, connack[1]
+
+
+def _receive(sock: socket.socket, *, version: int = 4, quiet: float = 1.0) -> Iterator[tuple[str, bytes]]:
+    """Each PUBLISH as (topic, payload), acknowledged, until `quiet` seconds pass with nothing new."""
+    sock.settimeout(quiet)
+    try:
+        while (packet := _read_packet(sock)) is not None:
+            kind, body = packet
+            if kind & 0xF0 != 0x30:
+                continue
+            size = struct.unpack("!H", body[:2])[0]
+            at = 2 + size
+            if kind & 0x06:
+                sock.sendall(b"\x40\x02" + body[at : at + 2])
+                at += 2
+            if version == 5:  # skip the properties (their length is a varint)
+                length, shift = 0, 0
+                while True:
+                    digit = body[at]
+                    at += 1
+                    length |= (digit & 0x7F) << shift
+                    shift += 7
+                    if not digit & 0x80:
+                        break
+                at += length
+            yield body[2 : 2 + size].decode(), body[at:]
+    except TimeoutError:
+        return
+
+
+@dataclass(frozen=True)
+class ShippedMosquitto:
+    """The shipped mosquitto.conf on the machine's Mosquitto, with the service account provisioned."""
+
+    port: int
+    admin: MqttTarget
+    service: tuple[str, str] = ("replenish", "test-service-0123456789abcdef")
+
+    @property
+    def dynsec(self) -> MosquittoDynsec:
+        return MosquittoDynsec(self.admin)
+
+    def device(self, device_id: str) -> tuple[str, str, str]:
+        """A provisioned device's client id, username and password."""
+        self.dynsec.grant_devices([DeviceSecret(device_id, f"pw-{device_id}-0123456789")])
+        return device_id, device_id, f"pw-{device_id}-0123456789"
+
+
+@contextmanager
+def _shipped_broker(data: Path) -> Iterator[ShippedMosquitto]:
+    for tool in (MOSQUITTO, MOSQUITTO_CTRL, DYNSEC_PLUGIN):
+        assert tool.exists(), f"{tool} is missing: apt-get install mosquitto mosquitto-clients"
+    password = "test-admin-0123456789abcdef"
+    subprocess.run([str(MOSQUITTO_CTRL), "dynsec", "init", str(data / "dynamic-security.json"), "admin", password], check=True, capture_output=True, timeout=15)
+    port = free_port()
+    conf = data / "mosquitto.conf"
+    conf.write_text(_adapted_conf(data, port))
+    _chown_for_mosquitto(data)
+    log = data / "mosquitto.log"
+    with log.open("wb") as out:
+        broker = subprocess.Popen([str(MOSQUITTO), "-v", "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_port(port, broker, time.monotonic() + 10)
+        shipped = ShippedMosquitto(port, MqttTarget("127.0.0.1", port, "admin", password))
+        shipped.dynsec.grant_service(*shipped.service)
+        yield shipped
+    finally:
+        broker.terminate()
+        try:
+            broker.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+            broker.wait()
+        print(log.read_text()[-3000:])  # shown when the test failed (the broker's stdout is buffered until it exits)
+
+
+@pytest.fixture
+def shipped(mosquitto_dir: Path) -> Iterator[ShippedMosquitto]:
+    """The shipped config running, provisioned through dynamic security as `replenish broker setup` does."""
+    with _shipped_broker(mosquitto_dir) as broker:
+        yield broker
+
+
+def test_the_shipped_mosquitto_drops_a_client_over_max_packet_size_and_serves_the_others(shipped: ShippedMosquitto) -> None:
+    limit = int(_conf_settings()["max_packet_size"][0])
+    topic = DEFAULT_TOPICS.topic
+    big, small = shipped.device("lim-big"), shipped.device("lim-small")
+    gateway, _ = _open(shipped.port, _connect_frame("lim-gateway", *shipped.service))
+    gateway.sendall(_subscribe_frame([DEFAULT_TOPICS.every("telemetry"), DEFAULT_TOPICS.every("status")]))
+    assert _read_packet(gateway) == (0x90, b"\x00\x01\x01\x01")
+
+    offline = json.dumps({"v": 1, "state": "offline"}).encode()
+    device, _ = _open(shipped.port, _connect_frame(*big, will=(topic("lim-big", "status"), offline)))
+    device.sendall(_publish_of_size(topic("lim-big", "telemetry"), limit, mid=1))  # exactly the limit: accepted
+    assert _read_packet(device) == (0x40, b"\x00\x01")
+    [(name, payload)] = list(_receive(gateway))
+    assert name == topic("lim-big", "telemetry") and len(payload) > MAX_PAYLOAD  # the gateway dead-letters it: too_large
+    started = time.monotonic()
+    # The header of a larger one (Mosquitto 2.0.11 counts the first byte and the remaining length
+    # against the limit, so a packet up to 3 bytes over it still passes: this one is 4 over).
+    device.sendall(b"\x32" + _varint(limit))
+    assert _read_packet(device) is None, "a client sending a packet over max_packet_size is disconnected"
+    assert time.monotonic() - started < 2, "as soon as the header is read, without waiting for the body"
+    device.close()
+    assert list(_receive(gateway)) == [(topic("lim-big", "status"), offline)], "dropped without a DISCONNECT: its last will"
+
+    other, _ = _open(shipped.port, _connect_frame(*small))
+    other.sendall(_publish_frame(topic("lim-small", "telemetry"), READING, mid=7))
+    assert _read_packet(other) == (0x40, b"\x00\x07")
+    assert list(_receive(gateway)) == [(topic("lim-small", "telemetry"), READING)], "the other devices are served as before"
+    v5, connack = _open(shipped.port, _connect_frame(*small, version=5))  # MQTT 5 is told the limit in its CONNACK...
+    assert b"\x27" + struct.pack("!I", limit) in connack[2:], "no Maximum Packet Size in the CONNACK"
+    v5.sendall(b"\x32" + _varint(limit))  # ...and why it is dropped: DISCONNECT 0x95, packet too large
+    assert _read_packet(v5) == (0xE0, b"\x95")
+    for sock in (other, v5, gateway):
+        sock.close()
+
+
+def test_the_shipped_mosquitto_cuts_an_mqtt5_keepalive_to_max_keepalive(shipped: ShippedMosquitto) -> None:
+    """Above max_keepalive, or none at all, an MQTT 5 client is told to use the limit (2.0.12+ refuses such a 3.1.1 client)."""
+    limit = int(_conf_settings()["max_keepalive"][0])
+    device = shipped.device("lim-keepalive")
+    for asked in (0, limit + 1, 65535):
+        sock, connack = _open(shipped.port, _connect_frame(*device, version=5, keepalive=asked))
+        assert connack[1] == 0 and b"\x13" + struct.pack("!H", limit) in connack[2:], f"asked for {asked}: no Server Keep Alive {limit}"
+        sock.close()
+    sock, connack = _open(shipped.port, _connect_frame(*device, version=5, keepalive=60))
+    assert connack[1] == 0 and b"\x13" not in connack[2:], "a keep-alive within the limit is left alone"
+    sock.close()
+
+
+def test_the_shipped_mosquitto_keeps_a_workers_share_while_it_restarts(shipped: ShippedMosquitto) -> None:
+    """Mosquitto deals a shared subscription to an absent member too: its session must hold that share."""
+    sent = 5_000  # under Mosquitto's default max_queued_messages (1000) the absent worker would lose about 1,500
+    device = shipped.device("lim-burst")
+    session = b"\x11" + struct.pack("!I", SESSION_EXPIRY_S) + b"\x21" + struct.pack("!H", IngestOptions().receive_window())
+    shared = f"$share/replenish/{DEFAULT_TOPICS.every('telemetry')}"
+
+    def worker(client_id: str) -> socket.socket:
+        """A gateway worker's persistent MQTT 5 session, opened as IngestConnection opens it."""
+        sock, connack = _open(shipped.port, _connect_frame(client_id, *shipped.service, version=5, clean=False, properties=session))
+        assert connack[1] == 0, connack
+        return sock
+
+    stays = worker("lim-worker-2")
+    leaves = worker("lim-worker-1")
+    for sock in (stays, leaves):
+        sock.sendall(_subscribe_frame([shared], version=5))
+        assert _read_packet(sock) == (0x90, b"\x00\x01\x00\x01")
+    leaves.close()  # a worker restarts
+
+    sender, _ = _open(shipped.port, _connect_frame(*device))
+    sender.sendall(b"".join(_publish_frame(DEFAULT_TOPICS.topic("lim-burst", "telemetry"), READING, mid=1 + i) for i in range(sent)))
+    acks = sum(1 for _ in range(sent) if (_read_packet(sender) or (0, b""))[0] == 0x40)
+    sender.close()
+    stayed = len(list(_receive(stays, version=5)))
+    back = worker("lim-worker-1")
+    came_back = len(list(_receive(back, version=5)))
+    for sock in (back, stays):
+        sock.close()
+    assert acks == sent
+    assert came_back > 1_000, "the absent worker's share waited in its session"
+    assert stayed + came_back == sent, f"{sent - stayed - came_back} of {sent} readings dropped by the broker"
+
+
+def test_the_largest_provisioning_messages_fit_under_max_packet_size(shipped: ShippedMosquitto) -> None:
+    """`replenish devices provision` sends dynamic-security commands in batches: the longest names must still fit."""
+    topics = Topics("/".join(["n" * 64] * 4))  # a four-level namespace of 64-character levels
+    ids = [f"{'d' * 59}-{i:04d}" for i in range(250)]  # 64-character device ids, several batches
+    MosquittoDynsec(shipped.admin, topics=topics).grant_devices([DeviceSecret(d, new_secret()) for d in ids])
+    ctrl = [str(MOSQUITTO_CTRL), "-h", "127.0.0.1", "-p", str(shipped.port), "-u", "admin", "-P", shipped.admin.password or "", "dynsec", "listClients"]
+    listed = subprocess.run(ctrl, capture_output=True, text=True, timeout=30, check=False)
+    assert set(ids) <= set(listed.stdout.split()), listed.stdout[-500:] + listed.stderr
