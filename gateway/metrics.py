@@ -14,3 +14,10 @@ INGEST_LATENCY = Histogram(
     "From the receipt of a stored batch's oldest message to the acknowledgement after its commit",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+# Each also counts as rejected{reason="store_failed"}; this says what the database refused them with.
+QUARANTINED = Counter(
+    "replenish_gateway_quarantined_total",
+    "Device messages the database refused even when stored alone, dead-lettered as store_failed, by the error's class",
+    ["error"],
+)
+__all__ += ["QUARANTINED"]

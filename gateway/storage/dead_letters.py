@@ -1,17 +1,36 @@
-"""Dead letters: rejected device messages, kept with their reason so an operator can see them (SPEC 3)."""
+"""Dead letters: rejected device messages, kept with their reason so an operator can see them (SPEC 3).
+
+A dead letter must be storable whatever the message was: it is where poison ends up. Its payload
+is kept as bytes, exactly as it arrived; its topic, reason and detail are text, in which every
+character a database refuses (PostgreSQL: NUL; any: an unpaired surrogate) or that would mislead
+a reader (controls, bidi overrides) is written as a Python escape, `\\x00` or `\\u202e`.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from re import Match
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from ..protocol.messages import UNSAFE_TEXT
 from .tables import GwDeadLetter
 
-__all__ = ["DeadLetters"]
+__all__ = ["DeadLetters", "printable"]
 
 _PAYLOAD_KEPT = 4096  # bytes of a rejected payload kept for the operator
+
+
+def _escape(m: Match[str]) -> str:
+    return ascii(m.group())[1:-1]  # '\x00' -> \x00, '\ud800' -> \ud800
+
+
+def printable(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, with UNSAFE_TEXT's characters written as escapes (a clean text is unchanged)."""
+    if UNSAFE_TEXT.search(text) is None:
+        return text[:limit]
+    return UNSAFE_TEXT.sub(_escape, text)[:limit]
 
 
 class DeadLetters:
@@ -21,15 +40,16 @@ class DeadLetters:
         self.engine = engine
 
     def add(self, topic: str, payload: bytes, reason: str, detail: str, now: datetime) -> None:
-        """Keep a rejected message with its reason."""
+        """Keep a rejected message with its reason: the payload's first 4 KiB as bytes, the texts made safe to store."""
         with Session(self.engine) as s:
             s.add(
                 GwDeadLetter(
                     received_at=now,
-                    topic=topic[:256],
-                    reason=reason[:64],
-                    detail=detail[:512],
-                    payload=payload[:_PAYLOAD_KEPT].decode("utf-8", "replace"),
+                    topic=printable(topic, 256),
+                    reason=printable(reason, 64),
+                    detail=printable(detail, 512),
+                    payload=bytes(payload[:_PAYLOAD_KEPT]),
+                    payload_size=len(payload),
                 )
             )
             s.commit()

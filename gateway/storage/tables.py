@@ -134,13 +134,16 @@ class GwCredential(SQLModel, table=True):
 
 
 class GwDeadLetter(SQLModel, table=True):
-    """A rejected device message, kept with its reason so an operator can see it."""
+    """A rejected device message, kept with its reason so an operator can see it (`DeadLetters`)."""
 
     __tablename__ = "gw_dead_letters"
 
     id: int | None = Field(default=None, primary_key=True)
     received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    # Text columns hold only what every database takes: unsafe characters are written as escapes.
     topic: str = Field(max_length=256)
     reason: str = Field(max_length=64, index=True)
     detail: str = Field(max_length=512)
-    payload: str = Field(sa_column=Column(sa.Text, nullable=False))
+    # The payload's first bytes exactly as they arrived (a NUL, invalid UTF-8: the poison itself).
+    payload: bytes = Field(sa_column=Column(sa.LargeBinary, nullable=False))
+    payload_size: int | None = None  # the whole payload's length in bytes; None for rows kept before revision 0005
