@@ -1,8 +1,8 @@
-"""Prometheus counters of the gateway (served on the service's /metrics)."""
+"""Prometheus metrics of the gateway, served on every process's /metrics (a gateway worker's own, on its REPLENISH_WEB_PORT)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = ["INGEST_LATENCY", "MESSAGES", "READINGS", "REJECTED"]
 
@@ -20,4 +20,18 @@ QUARANTINED = Counter(
     "Device messages the database refused even when stored alone, dead-lettered as store_failed, by the error's class",
     ["error"],
 )
-__all__ += ["QUARANTINED"]
+# Each also counts as rejected{reason="over_budget"}; this says which kind of message a device flooded with.
+OVER_BUDGET = Counter(
+    "replenish_gateway_over_budget_total",
+    "Device messages dropped because their device sent more than its budget (gateway/protocol/budget.py), by kind",
+    ["kind"],
+)
+CLOCK_CORRECTIONS = Counter(
+    "replenish_gateway_clock_corrections_total",
+    "Telemetry messages whose readings were stored at another time than the device said, its clock being off (docs/protocol.md, clock skew)",
+)
+INGEST_LAG = Gauge(
+    "replenish_gateway_ingest_lag_seconds",
+    "Age of the oldest message this worker has received and not yet acknowledged (0 when none)",
+)
+__all__ += ["CLOCK_CORRECTIONS", "INGEST_LAG", "OVER_BUDGET", "QUARANTINED"]

@@ -165,6 +165,11 @@ class IngestConnection:
         """Deliveries received and not yet taken."""
         return len(self._inbox)
 
+    def oldest(self) -> float | None:
+        """When the oldest delivery not yet taken arrived (time.monotonic()), if any waits."""
+        inbox = self._inbox
+        return inbox[0].arrived if inbox else None
+
     def take(self, limit: int, wait: float, idle: float) -> list[Delivery]:
         """Up to `limit` deliveries: waits `idle` for a first one, then up to `wait` for more."""
         with self._cond:

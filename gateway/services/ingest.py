@@ -28,7 +28,7 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-from ..metrics import INGEST_LATENCY, QUARANTINED, READINGS, REJECTED
+from ..metrics import INGEST_LAG, INGEST_LATENCY, QUARANTINED, READINGS, REJECTED
 from ..mqtt import Delivery, IngestConnection
 from ..protocol import DeviceBudget
 from ..storage import GatewayStorage, IngestCounts
@@ -133,6 +133,7 @@ class Ingestor:
         self._in_hand = 0  # taken from the connection, not yet acknowledged
         self._count_lock = threading.Lock()
         self._dialect = storage.engine.dialect  # whose error classes say why a write failed
+        self._writing: dict[int, float] = {}  # writer thread -> when its batch's oldest message arrived
 
     def start(self, timeout: float = 30.0) -> None:
         """Connect, subscribe and start the parsing and writing threads."""
@@ -145,6 +146,7 @@ class Ingestor:
                     "and the embedded broker speaks only MQTT 3.1.1"
                 ) from exc
             raise
+        INGEST_LAG.set_function(self.lag)
         stages = [("parse", self._run)] + [(f"store{i}", self._write) for i in range(self.options.writers)]
         for name, target in stages:
             thread = threading.Thread(target=target, name=f"ingest-{name}-{self.client_id}", daemon=True)
@@ -157,6 +159,12 @@ class Ingestor:
         for thread in self._threads:
             thread.join(30)
         self._conn.close()
+        INGEST_LAG.set_function(lambda: 0.0)
+
+    def lag(self) -> float:
+        """Seconds since the oldest message received and not yet acknowledged arrived (0 when none)."""
+        arrivals = [t for t in (self._conn.oldest(), self._parsed.oldest(), *list(self._writing.values())) if t is not None]
+        return max(time.monotonic() - min(arrivals), 0.0) if arrivals else 0.0
 
     @property
     def pending(self) -> int:
@@ -188,9 +196,12 @@ class Ingestor:
         """Stage 2 (one thread per writer): store a parsed batch, then acknowledge it."""
         while (job := self._parsed.take(self.batch_size)) is not None:
             batch, ops, barrier = job
+            me = threading.get_ident()
+            self._writing[me] = batch[0].arrived
             self._store(ops)
             self._parsed.done(barrier)
             self._conn.ack(batch)  # only now: a crash before this line loses nothing, the broker redelivers
+            self._writing.pop(me, None)
             INGEST_LATENCY.observe(time.monotonic() - batch[0].arrived)  # the batch's oldest message
             with self._count_lock:
                 self._in_hand -= len(batch)

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..metrics import MESSAGES
 from ..mqtt import V311, Delivery
-from ..metrics import REJECTED
+from ..metrics import OVER_BUDGET, REJECTED
 from ..protocol import (
     DEFAULT_BURST,
     DEFAULT_PER_MINUTE,
@@ -205,7 +205,7 @@ class Parser:
         deliveries: list[Delivery] = []
         messages: list[TelemetryIn] = []
         kinds: Counter[str] = Counter()
-        over = 0
+        over: Counter[str] = Counter()
         cache = self._cache
         if len(cache) > _TOPIC_CACHE:
             cache.clear()
@@ -217,7 +217,7 @@ class Parser:
             if topic is None:
                 op = RejectOp(item, "bad_topic", "not a protocol v1 device topic")
             elif not self.budget.allow(topic.device_id, item.arrived):
-                over += 1
+                over[topic.suffix] += 1
                 self._note_over_budget(topic.device_id, item.arrived)
                 continue
             else:
@@ -239,7 +239,9 @@ class Parser:
         for kind, n in kinds.items():
             MESSAGES.labels(kind).inc(n)
         if over:
-            REJECTED.labels("over_budget").inc(over)
+            REJECTED.labels("over_budget").inc(sum(over.values()))
+            for kind, n in over.items():
+                OVER_BUDGET.labels(kind).inc(n)
         return coalesced(out)
 
     def _note_over_budget(self, device_id: str, now: float) -> None:
@@ -330,6 +332,11 @@ class Parsed:
             self._barrier = barrier
             self._cond.notify_all()
             return batch, ops, barrier
+
+    def oldest(self) -> float | None:
+        """When the oldest delivery waiting here arrived (time.monotonic()), if any waits."""
+        with self._cond:
+            return self._chunks[0][0][0].arrived if self._chunks and self._chunks[0][0] else None
 
     def done(self, barrier: bool) -> None:
         """A batch from `take` is stored."""

@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from ..metrics import CLOCK_CORRECTIONS
 from ..protocol import TelemetryIn
 from ..readings import DeviceClock
 from .batch_sql import BatchSql, IngestCounts, db_time, py_time
@@ -145,6 +146,7 @@ class TelemetryWriter:
         rows: list[tuple[Any, ...]] = []
         received_at: datetime | None = None
         received_db = None
+        corrected = 0
         for msg in batch:
             telemetry = msg.telemetry
             device_ts = telemetry.ts
@@ -154,7 +156,11 @@ class TelemetryWriter:
                 received_at = msg.received_at
                 received_db = to_db(received_at)
             device_ts_db = to_db(device_ts)
-            ts_db = device_ts_db if ts == device_ts else to_db(ts)
+            if ts == device_ts:
+                ts_db = device_ts_db
+            else:
+                ts_db = to_db(ts)
+                corrected += 1
             # A `replaced` event carries the slot's new level: it stands in when `levels` has no number.
             replaced = {e.slot_id: e.level for e in telemetry.events if e.kind == "replaced"} if telemetry.events else {}
             for slot_id, raw in telemetry.levels.items():
@@ -165,6 +171,8 @@ class TelemetryWriter:
             for slot_id, level in replaced.items():
                 if slot_id not in telemetry.levels:
                     rows.append((msg.device_id, slot_id, telemetry.seq, ts_db, device_ts_db, level, True, received_db))
+        if corrected:
+            CLOCK_CORRECTIONS.inc(corrected)  # messages, of which every reading was corrected
         return rows
 
     def _clocks(self, device_ids: set[str]) -> dict[str, DeviceClock]:

@@ -164,6 +164,21 @@ def test_long_running_services_are_healthchecked_or_wait_for_healthy_ones() -> N
         assert "/healthz" in " ".join(SERVICES[name]["healthcheck"]["test"]), name
 
 
+def test_every_long_running_replenish_process_exposes_its_own_metrics_and_is_labelled() -> None:
+    """SPEC 6: /healthz and /metrics on every process; a worker's counters are on its own /metrics, not the service's."""
+    workers = []
+    for name in ("gateway-1", "gateway-2", "service"):
+        svc = SERVICES[name]
+        exposed = {str(p) for p in svc.get("expose", [])} | {str(p).rsplit(":", 1)[-1] for p in svc.get("ports", [])}
+        assert "8000" in exposed, name
+        labels = svc["labels"]
+        assert (labels["prometheus.io/scrape"], labels["prometheus.io/port"], labels["prometheus.io/path"]) == ("true", "8000", "/metrics"), name
+        assert svc["environment"]["REPLENISH_WEB_HOST"] == "0.0.0.0", name
+        if labels["replenish.role"] == "gateway":
+            workers.append(labels["replenish.worker"])
+    assert workers == ["gateway-1", "gateway-2"]
+
+
 def test_migrations_and_broker_setup_come_before_the_services() -> None:
     for name, svc in _app_services().items():
         deps = _depends(svc)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from prometheus_client import REGISTRY
+
 from gateway import Birth, GatewayStorage, SlotSpec, TelemetryIn
 from gateway.protocol import Telemetry
 
@@ -19,6 +21,7 @@ def test_one_reading_dated_days_ahead_does_not_date_the_later_ones_in_the_past(s
     def reading(seq: int, true_at: datetime, ahead: timedelta = timedelta(0)) -> TelemetryIn:
         return TelemetryIn("prn-1", Telemetry(seq, true_at + ahead, {"black": 90.0 - seq}), true_at + DELAY)
 
+    corrections = REGISTRY.get_sample_value("replenish_gateway_clock_corrections_total") or 0.0
     storage.telemetry.store([reading(i, T0 + i * H) for i in range(6)])
     storage.telemetry.store([reading(6, T0 + 6 * H, ahead=timedelta(days=6))])  # one message six days ahead
     for i in range(7, 20):  # then the device is right again, a message at a time as it arrives
@@ -27,5 +30,6 @@ def test_one_reading_dated_days_ahead_does_not_date_the_later_ones_in_the_past(s
     truth = {T0 + i * H: (90.0 - i) / 100 for i in range(20) if i != 6}
     assert {t: v for t, v in stored.items() if t != T0 + 6 * H + DELAY} == truth, "a correct reading was moved"
     assert stored[T0 + 6 * H + DELAY] == 0.84, "the outlier itself is held at its arrival"
+    assert (REGISTRY.get_sample_value("replenish_gateway_clock_corrections_total") or 0.0) - corrections == 1, "only the outlier was moved"
     (device,) = storage.registry.devices(["prn-1"])
     assert device.clock_offset_s is not None and abs(device.clock_offset_s) < 60

@@ -45,7 +45,10 @@ def test_a_gateway_only_process_answers_healthz_and_metrics(sqlite_url: str, mqt
         with httpx.Client(base_url=service.web_url) as http:
             assert http.get("/healthz").json() == {"status": "ok"}
             metrics = http.get("/metrics").text
-            assert "replenish_gateway_ingest_seconds" in metrics
+            for family in ("ingest_seconds", "ingest_lag_seconds", "rejected_total", "quarantined_total", "over_budget_total", "clock_corrections_total"):
+                assert f"replenish_gateway_{family}" in metrics, family
+            lag = next(line for line in metrics.splitlines() if line.startswith("replenish_gateway_ingest_lag_seconds "))
+            assert float(lag.split()[1]) < 5.0, "nothing waits: the lag is small"
             assert http.get("/login").status_code == 404, "an ingest worker serves no pages"
     finally:
         service.stop()
