@@ -53,6 +53,7 @@ class Delivery(NamedTuple):
     received_at: datetime  # on the service's clock (which the demo accelerates)
     session: int
     arrived: float  # time.monotonic() when it was read off the socket: what latency is measured from
+    retain: bool = False  # a retained message, sent again at every (re)subscription
 
 
 def _varint(n: int) -> bytes:
@@ -367,7 +368,7 @@ class IngestConnection:
                 if v5:
                     plen, j = _read_varint(buf, j)
                     j += plen
-                out.append(Delivery(topic, buf[j:end], mid, received_at, session, arrived))
+                out.append(Delivery(topic, buf[j:end], mid, received_at, session, arrived, bool(head & 1)))
             elif kind == _SUBACK:
                 self._check_suback(buf[start:end], v5)
             elif kind == _DISCONNECT:

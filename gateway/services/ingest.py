@@ -277,7 +277,9 @@ class Ingestor:
         return True
 
     def _reject(self, item: Delivery, reason: str, detail: str) -> None:
-        self.storage.dead_letters.add(item.topic, item.payload, reason, detail, item.received_at)
+        # A retained message comes again at every reconnect: recorded (and counted) the first time only.
+        if not self.storage.dead_letters.add(item.topic, item.payload, reason, detail, item.received_at, once=item.retain):
+            return
         REJECTED.labels(reason).inc()
         log.warning("rejected message on %r: %s (%s)", item.topic, reason, detail[:400])
 

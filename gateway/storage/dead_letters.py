@@ -39,20 +39,31 @@ class DeadLetters:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def add(self, topic: str, payload: bytes, reason: str, detail: str, now: datetime) -> None:
-        """Keep a rejected message with its reason: the payload's first 4 KiB as bytes, the texts made safe to store."""
+    def add(self, topic: str, payload: bytes, reason: str, detail: str, now: datetime, once: bool = False) -> bool:
+        """Keep a rejected message with its reason: the payload's first 4 KiB as bytes, the texts made safe to store.
+
+        `once`: a retained message, which the broker sends again at every reconnect: it is kept
+        only if no letter holds it already (same topic, reason and bytes). Returns whether it was kept.
+        """
+        topic, reason, kept = printable(topic, 256), printable(reason, 64), bytes(payload[:_PAYLOAD_KEPT])
         with Session(self.engine) as s:
+            if once:
+                d = GwDeadLetter
+                q = select(d.id).where(d.topic == topic, d.reason == reason, d.payload_size == len(payload), d.payload == kept).limit(1)
+                if s.exec(q).first() is not None:
+                    return False
             s.add(
                 GwDeadLetter(
                     received_at=now,
-                    topic=printable(topic, 256),
-                    reason=printable(reason, 64),
+                    topic=topic,
+                    reason=reason,
                     detail=printable(detail, 512),
-                    payload=bytes(payload[:_PAYLOAD_KEPT]),
+                    payload=kept,
                     payload_size=len(payload),
                 )
             )
             s.commit()
+        return True
 
     def recent(self, limit: int = 100) -> list[GwDeadLetter]:
         """The most recent rejected messages."""

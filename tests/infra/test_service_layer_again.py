@@ -28,6 +28,7 @@ from tests.service.test_provisioning import (
     test_operator_api_provisions_with_its_token_only,
     test_provisioning_stores_only_hashes_and_claims_need_the_printed_code,
 )
+from tests.service.test_retained_rejects import test_a_bad_retained_birth_is_dead_lettered_once_across_workers_and_restarts
 from tests.service.test_retention import (
     test_ingest_goes_on_while_a_long_reduction_runs,
     test_new_readings_are_settled_after_a_reduction_that_took_every_reading,
@@ -39,6 +40,7 @@ from tests.service.test_retention import (
 )
 
 __all__ = [
+    "test_a_bad_retained_birth_is_dead_lettered_once_across_workers_and_restarts",
     "test_one_reading_dated_days_ahead_does_not_date_the_later_ones_in_the_past",
     "test_a_fleet_of_a_few_hundred_devices_reaches_the_broker",
     "test_a_prior_is_learnt_in_grams_when_households_buy_different_bags",
