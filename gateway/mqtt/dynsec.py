@@ -1,8 +1,11 @@
 """Mosquitto's half of SPEC 3: credentials and ACLs installed through its dynamic-security plugin.
 
-Speaks the plugin's control API directly over MQTT (what `mosquitto_ctrl` does), in batches, so
-provisioning thousands of devices is a few round trips. Each device gets its own client and role:
-publish its own `birth`/`telemetry`/`status`, subscribe to its own `orders`, nothing else.
+Speaks the plugin's control API directly over MQTT (what `mosquitto_ctrl` does), many commands a
+message, so provisioning a thousand devices is a few dozen round trips. Messages are bounded in
+bytes, not commands: the shipped broker disconnects any client, the admin too, that sends a
+packet larger than a device's largest (`max_packet_size`, deploy/mosquitto/mosquitto.conf).
+Each device gets its own client and role: publish its own `birth`/`telemetry`/`status`,
+subscribe to its own `orders`, nothing else.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -19,13 +22,17 @@ import paho.mqtt.client as mqtt
 from ..protocol import DEFAULT_TOPICS, DEVICE_PUBLISHES, DeviceSecret, Topics
 from .target import MqttTarget, new_client
 
-__all__ = ["DynsecError", "MosquittoDynsec"]
+__all__ = ["MESSAGE_BYTES", "DynsecError", "MosquittoDynsec", "control_messages"]
 
 log = logging.getLogger(__name__)
 
 CONTROL = "$CONTROL/dynamic-security/v1"
 SERVICE_ROLE = "replenish-service"
-_BATCH = 400  # commands per control message: a few hundred devices a round trip
+# The JSON of one control message, at most: with its topic and header (36 bytes) well under the
+# shipped max_packet_size of 66 KiB, which a device's 64 KiB payload needs. 21 devices a
+# message with 64-character ids under a four-level namespace, 64 with ids like sim-00001.
+MESSAGE_BYTES = 60 * 1024
+_HEAD, _TAIL = b'{"commands":[', b"]}"
 _GONE = ("not found",)  # deleting what is not there is fine when (re)provisioning
 
 
@@ -37,9 +44,27 @@ def _device_role(device_id: str) -> str:
     return f"device-{device_id}"
 
 
-def _chunks(items: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+def control_messages(commands: Iterable[dict[str, Any]], most: int = MESSAGE_BYTES) -> Iterator[tuple[list[dict[str, Any]], bytes]]:
+    """The commands in order, as `{"commands": [...]}` payloads of at most `most` bytes, each as full as fits.
+
+    Yields each message's commands with its payload. Raises ValueError for a command that cannot
+    fit alone (ours are at most 2.2 KB: a device's role, five ACLs on the longest topics).
+    """
+    batch: list[dict[str, Any]] = []
+    parts: list[bytes] = []
+    size = len(_HEAD) + len(_TAIL)
+    for cmd in commands:
+        part = json.dumps(cmd, separators=(",", ":")).encode()
+        if len(_HEAD) + len(part) + len(_TAIL) > most:
+            raise ValueError(f"a dynamic-security {cmd.get('command')} of {len(part)} bytes does not fit in a control message of {most}")
+        if batch and size + 1 + len(part) > most:  # 1: the comma before it
+            yield batch, _HEAD + b",".join(parts) + _TAIL
+            batch, parts, size = [], [], len(_HEAD) + len(_TAIL)
+        size += len(part) + (1 if batch else 0)
+        batch.append(cmd)
+        parts.append(part)
+    if batch:
+        yield batch, _HEAD + b",".join(parts) + _TAIL
 
 
 class MosquittoDynsec:
@@ -98,7 +123,11 @@ class MosquittoDynsec:
         self._run([{"command": "deleteClient", "username": device_id}, {"command": "deleteRole", "rolename": _device_role(device_id)}])
 
     def _run(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Send commands in batches; returns their responses or raises on the first real error."""
+        """Send commands, a control message at a time; returns their responses or raises on the first real error."""
+        # Every admin connection sees every response: a per-run prefix keeps concurrent runs apart.
+        run = uuid.uuid4().hex[:12]
+        tagged = [{**cmd, "correlationData": f"{run}-{i}"} for i, cmd in enumerate(commands)]
+        messages = list(control_messages(tagged))  # all of them before connecting: none is too large
         client = new_client(self.admin, f"replenish-dynsec-{uuid.uuid4().hex[:8]}")
         responses: dict[str, dict[str, Any]] = {}
         arrived = threading.Condition()
@@ -118,11 +147,8 @@ class MosquittoDynsec:
             client.subscribe(f"{CONTROL}/response", qos=1)
             if not subscribed.wait(self.timeout):
                 raise DynsecError(f"no answer from Mosquitto's dynamic-security plugin at {self.admin.url}")
-            # Every admin connection sees every response: a per-run prefix keeps concurrent runs apart.
-            run = uuid.uuid4().hex[:12]
-            tagged = [{**cmd, "correlationData": f"{run}-{i}"} for i, cmd in enumerate(commands)]
-            for batch in _chunks(tagged, _BATCH):
-                client.publish(CONTROL, json.dumps({"commands": list(batch)}), qos=1)
+            for batch, payload in messages:
+                client.publish(CONTROL, payload, qos=1)
                 wanted = {c["correlationData"] for c in batch}
                 with arrived:
                     if not arrived.wait_for(lambda: wanted <= responses.keys(), self.timeout):

@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
 from firmware_sim import Fleet
 from gateway import DeviceSecret, IngestConnection, IngestOptions, MosquittoDynsec, MqttTarget, Topics, free_port, new_secret
+from gateway.mqtt.dynsec import CONTROL, MESSAGE_BYTES, control_messages
 from gateway.mqtt.ingest_connection import SESSION_EXPIRY_S
 from gateway.protocol import DEFAULT_TOPICS, MAX_PAYLOAD
 from replenish.settings import Settings
@@ -414,7 +416,8 @@ def test_mosquitto_config_runs_with_dynamic_security(mosquitto_dir: Path) -> Non
 
 LIMITS = ("max_packet_size", "max_queued_messages", "max_queued_bytes", "max_inflight_messages", "max_keepalive", "persistent_client_expiration")
 DURATION = {"h": 3600, "d": 86_400, "w": 7 * 86_400, "m": 30 * 86_400, "y": 365 * 86_400}  # mosquitto.conf(5)
-LONGEST_TOPIC = 4 * 65 + len("replenish/v1/devices/") + 64 + len("/telemetry")  # four namespace levels of 64, a 64-character id
+LONGEST = Topics("/".join(["n" * 64] * 4))  # the longest namespace: four levels of 64 characters
+LONGEST_TOPIC = len(LONGEST.topic("d" * 64, "telemetry"))  # and a 64-character id
 TELEMETRY_BYTES = 140  # the simulator's largest telemetry payloads are 141 bytes (six kinds, a week each)
 FLEET_PER_S = 100_000 / 3600  # the fleet the queues are sized for: 100,000 devices reporting hourly
 READING = json.dumps({"v": 1, "seq": 1, "ts": "2026-11-23T12:00:00Z", "levels": {"black": 40}}).encode()
@@ -447,8 +450,13 @@ def test_mosquitto_conf_sets_every_limit_with_its_reason() -> None:
     value = {key: settings[key][0] for key in LIMITS}
 
     # What a device may send and the gateway accepts fits in one packet: 64 KiB of payload, the
-    # longest topic, the fixed header (5 bytes), topic length and packet id (4), MQTT 5 properties.
-    assert MAX_PAYLOAD + LONGEST_TOPIC + 5 + 4 + 64 <= int(value["max_packet_size"]) <= 1024 * 1024
+    # longest topic with its length (2 bytes), the packet id (2), the fixed header (the type byte and
+    # a 3-byte remaining length), room for MQTT 5 properties; and no more, so no client makes the
+    # broker read more than that. Provisioning's control messages fit too.
+    assert LONGEST_TOPIC == 355
+    device_packet = 1 + 3 + 2 + LONGEST_TOPIC + 2 + MAX_PAYLOAD
+    assert device_packet + 1024 <= int(value["max_packet_size"]) <= device_packet + 2048
+    assert 1 + 3 + 2 + len(CONTROL) + 2 + MESSAGE_BYTES <= int(value["max_packet_size"]) - 4096, "the admin's control messages"
     # A worker's session holds what it had in flight when it stopped (its Receive Maximum) and what
     # the shared subscription deals it meanwhile: at the fleet's rate, a minute's restart 100 times over.
     queued = int(value["max_queued_messages"])
@@ -716,11 +724,65 @@ def test_the_shipped_mosquitto_keeps_a_workers_share_while_it_restarts(shipped: 
     assert stayed + came_back == sent, f"{sent - stayed - came_back} of {sent} readings dropped by the broker"
 
 
-def test_the_largest_provisioning_messages_fit_under_max_packet_size(shipped: ShippedMosquitto) -> None:
-    """`replenish devices provision` sends dynamic-security commands in batches: the longest names must still fit."""
-    topics = Topics("/".join(["n" * 64] * 4))  # a four-level namespace of 64-character levels
-    ids = [f"{'d' * 59}-{i:04d}" for i in range(250)]  # 64-character device ids, several batches
-    MosquittoDynsec(shipped.admin, topics=topics).grant_devices([DeviceSecret(d, new_secret()) for d in ids])
-    ctrl = [str(MOSQUITTO_CTRL), "-h", "127.0.0.1", "-p", str(shipped.port), "-u", "admin", "-P", shipped.admin.password or "", "dynsec", "listClients"]
-    listed = subprocess.run(ctrl, capture_output=True, text=True, timeout=30, check=False)
-    assert set(ids) <= set(listed.stdout.split()), listed.stdout[-500:] + listed.stderr
+def test_control_messages_are_as_full_as_their_size_allows() -> None:
+    """Provisioning's commands split in order into `{"commands": [...]}` payloads of at most `most` bytes."""
+
+    def command(i: int, size: int) -> dict[str, Any]:
+        """A command whose compact JSON is `size` bytes."""
+        return {"command": "deleteClient", "username": f"{i:02d}".ljust(size - 40, "x")}
+
+    hundred = [command(i, 100) for i in range(12)]
+    assert [len(json.dumps(c, separators=(",", ":"))) for c in hundred] == [100] * 12
+    # A message of n commands of 100 bytes: `{"commands":[` and `]}` (15), the commands, n - 1 commas.
+    assert [len(p) for _, p in control_messages(hundred, most=519)] == [519, 519, 216]  # 5, 5 and 2
+    assert [len(p) for _, p in control_messages(hundred, most=520)] == [519, 519, 216]
+    assert [len(p) for _, p in control_messages(hundred, most=518)] == [418, 418, 418]  # 4 a message
+    assert [len(p) for _, p in control_messages(hundred, most=115)] == [115] * 12  # each alone, exactly the cap
+    mixed = [command(i, size) for i, size in enumerate((300, 100, 200, 100, 400))]  # in order, never reordered
+    assert [(len(b), len(p)) for b, p in control_messages(mixed, most=520)] == [(2, 416), (2, 316), (1, 415)]
+    for most in (415, 518, 519, 520, 5000):
+        messages = list(control_messages(mixed + hundred, most=most))
+        assert [c for batch, _ in messages for c in batch] == mixed + hundred
+        assert all(json.loads(p) == {"commands": batch} and len(p) <= most for batch, p in messages)
+    assert list(control_messages([])) == []
+    with pytest.raises(ValueError, match="deleteClient of 101 bytes"):
+        list(control_messages([command(0, 100), command(1, 101)], most=115))
+
+
+@pytest.mark.timeout(120)  # about 15 s here: Mosquitto 2.0.11 rewrites its whole config after each create
+def test_a_thousand_longest_named_devices_provision_under_max_packet_size(shipped: ShippedMosquitto, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`replenish devices provision` sends dynamic-security commands by the 60 KiB: the longest names still fit, and log in."""
+    limit = int(_conf_settings()["max_packet_size"][0])
+    sent: list[int] = []
+    publish = mqtt.Client.publish
+
+    def measured(client: mqtt.Client, topic: str, payload: bytes, *args: Any, **kwargs: Any) -> mqtt.MQTTMessageInfo:
+        if topic == CONTROL:
+            body = 2 + len(topic.encode()) + 2 + len(payload)  # a QoS 1 PUBLISH, MQTT 3.1.1
+            sent.append(1 + len(_varint(body)) + body)
+        return publish(client, topic, payload, *args, **kwargs)
+
+    monkeypatch.setattr(mqtt.Client, "publish", measured)
+    devices = [DeviceSecret(f"{'d' * 59}-{i:04d}", new_secret()) for i in range(1_000)]  # 64-character ids
+    MosquittoDynsec(shipped.admin, topics=LONGEST).grant_devices(devices)
+    monkeypatch.undo()
+    assert len(sent) > 40 and max(sent) <= limit, f"{len(sent)} control messages, the largest {max(sent)} bytes"
+
+    for d in devices:  # each logs in as itself (a wrong password does not)
+        sock, connack = _open(shipped.port, _connect_frame(d.device_id, d.device_id, d.password))
+        assert connack == b"\x00\x00", (d.device_id, connack)
+        sock.close()
+    sock, connack = _open(shipped.port, _connect_frame(devices[0].device_id, devices[0].device_id, "wrong-password-0123456789"))
+    assert connack == b"\x00\x05"
+    sock.close()
+
+    # The largest message a device may send, on the longest topic, passes, and its ACL holds.
+    last = devices[-1]
+    sock, _ = _open(shipped.port, _connect_frame(last.device_id, last.device_id, last.password, version=5))
+    frame = _publish_frame(LONGEST.topic(last.device_id, "telemetry"), b"x" * MAX_PAYLOAD, mid=1, version=5)
+    assert len(frame) == 1 + 3 + 2 + LONGEST_TOPIC + 2 + 1 + MAX_PAYLOAD <= limit
+    sock.sendall(frame)
+    assert _read_packet(sock) in ((0x40, b"\x00\x01"), (0x40, b"\x00\x01\x10")), "PUBACK: success (or no subscribers)"
+    sock.sendall(_publish_frame(LONGEST.topic(devices[0].device_id, "telemetry"), READING, mid=2, version=5))
+    assert _read_packet(sock) == (0x40, b"\x00\x02\x87"), "another device's topic: not authorised"
+    sock.close()
