@@ -20,14 +20,31 @@ log = logging.getLogger(__name__)
 class EmbeddedBroker:
     """An in-process amqtt broker on its own thread and event loop."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 1883, access: EmbeddedAccess | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        access: EmbeddedAccess | None = None,
+        *,
+        max_packet_size: int | None = None,
+        max_queued_messages: int | None = None,
+        max_queued_bytes: int | None = None,
+    ) -> None:
+        """Mosquitto's limits default to the shipped config's (`embedded_limits`); a test may lower them."""
         self.host = host
+        limits = {"max_packet_size": max_packet_size, "max_queued_messages": max_queued_messages, "max_queued_bytes": max_queued_bytes}
+        self.limits = {name: value for name, value in limits.items() if value is not None}
         self.access = access  # None: anonymous clients allowed (tests of the protocol alone)
         self.requested_port = port
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._broker: object | None = None
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped because an offline session's queue was full (Mosquitto's $SYS/broker/publish/messages/dropped)."""
+        return int(getattr(self._broker, "dropped", 0))
 
     @property
     def target(self) -> MqttTarget:
@@ -41,8 +58,8 @@ class EmbeddedBroker:
         self.port = pick_port(self.host, self.requested_port)
         ready = threading.Event()
         failure: list[BaseException] = []
-        # amqtt 0.12 has no packet-size, queue or in-flight limit and no maximum keep-alive
-        # (docs/deploy.md, "Broker limits"): the gateway's own 64 KiB check is the size limit here.
+        # amqtt 0.12 has no limits of its own; the broker class adds Mosquitto's packet-size and
+        # offline-queue limits (embedded_limits.py; docs/deploy.md, "Broker limits").
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}", "max_connections": 50_000}},
             # Mosquitto's persistent_client_expiration: a persistent session left for two weeks is
@@ -58,6 +75,8 @@ class EmbeddedBroker:
 
         async def serve() -> None:
             broker = Broker(config)
+            for name, value in self.limits.items():
+                setattr(broker, name, value)
             try:
                 await broker.start()
             except BaseException as exc:  # reported to the starting thread

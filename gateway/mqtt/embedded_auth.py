@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from amqtt.broker import Broker
 from amqtt.contexts import Action as AmqttAction
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session as MqttSession
@@ -23,6 +22,7 @@ from sqlmodel import Session, select
 from ..clock import Clock
 from ..protocol import DEFAULT_TOPICS, DeviceSecret, Topics, device_may, hash_secret, is_service_name, service_may, verify_secret
 from ..storage import GwCredential
+from .embedded_limits import LimitedBroker
 
 __all__ = ["DeviceAuthPlugin", "DeviceTopicPlugin", "EmbeddedAccess", "ScopedRetainBroker", "SnapshotDict"]
 
@@ -146,8 +146,8 @@ class SnapshotDict(dict[str, Any]):
         return list(super().items())
 
 
-class ScopedRetainBroker(Broker):
-    """amqtt's broker with three holes closed that tests/service found in amqtt 0.12.
+class ScopedRetainBroker(LimitedBroker):
+    """amqtt's broker, with Mosquitto's limits (`LimitedBroker`), and three holes closed that tests/service found in amqtt 0.12.
 
     - It replays retained messages to a (re)connecting client for every subscription in the
       broker, its own or not, and without the topic ACL: device A would read B's retained
