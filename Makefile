@@ -41,6 +41,7 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) bench/forecast_speed.py
 	$(PY) bench/forecast_quality.py
 	$(PY) bench/ingest.py
+	$(PY) bench/hostile.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache replenish.db*
