@@ -49,6 +49,7 @@ class SimDevice:
         for name, value in (start_levels or {}).items():
             self.levels[self.names.index(name)] = float(value)
         self.seq, self.online, self.record = 0, True, record
+        self.boot = 0  # a boot counter kept in flash (protocol.md, `boot`): one more at each reboot
         self.noisy = kind.noisy and quirks.quantise
         self.p_unknown = quirks.p_unknown * len(self.slots)  # per message: one slot's reading is a sentinel
         self._key: list[float] = []
@@ -95,7 +96,10 @@ class SimDevice:
 
     def birth(self) -> dict[str, Any]:
         """The retained birth payload."""
-        return {"v": 1, "device": self.device_id, "model": self.kind.model, "kind": self.kind.kind, "firmware": "sim-2.0", "slots": [s.birth() for s in self.slots]}
+        return {
+            "v": 1, "device": self.device_id, "boot": self.boot, "model": self.kind.model, "kind": self.kind.kind, "firmware": "sim-2.0",
+            "slots": [s.birth() for s in self.slots],
+        }
 
     def status(self, state: str) -> dict[str, Any]:
         """A status payload (`offline` is also the last will)."""
@@ -121,7 +125,8 @@ class SimDevice:
         levels = dict(self._report)
         if self.p_unknown and self.rng.random() < self.p_unknown:
             levels[self.rng.choice(self.names)] = None if self.rng.random() < 0.5 else "unknown"
-        doc: dict[str, Any] = {"v": 1, "device": self.device_id, "seq": self.seq, "ts": rfc3339(self.device_time(t)), "levels": levels}
+        # Each report carries its boot: one buffered across a reboot keeps the boot it was made in.
+        doc: dict[str, Any] = {"v": 1, "device": self.device_id, "boot": self.boot, "seq": self.seq, "ts": rfc3339(self.device_time(t)), "levels": levels}
         self.seq += 1
         if self.events:
             doc["events"], self.events = self.events, []
@@ -263,6 +268,7 @@ class SimDevice:
         self.next_reboot = t + self._gap(self.quirks.p_reboot)
         self.reboots.append(t)
         self.seq = 0
+        self.boot += 1
         if self.rng.random() < self.quirks.p_clock_reset:
             self.reset_at, self.reset_until = t, t + self.rng.uniform(1.0, 6.0) * HOUR
         if self.online:

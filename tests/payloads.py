@@ -33,6 +33,13 @@ timestamps = st.one_of(
     st.text(max_size=30),
     json_values,
 )
+# A boot identity: counters in and beyond range, names of the right characters and not, anything else.
+boots = st.one_of(
+    st.integers(min_value=-2, max_value=2**63 + 1),
+    st.text(alphabet="ab0_- \n", min_size=0, max_size=66),
+    st.sampled_from(["boot-7", "x" * 64, "x" * 65, "7\n", "7", ""]),
+    json_values,
+)
 slot_names = st.one_of(st.sampled_from(["toner", "waste", "cyan"]), st.text(max_size=40))
 telemetry_docs = st.fixed_dictionaries(
     {
@@ -41,7 +48,7 @@ telemetry_docs = st.fixed_dictionaries(
         "ts": timestamps,
         "levels": st.one_of(st.dictionaries(slot_names, scalars, max_size=5), json_values),
     },
-    optional={"events": st.one_of(st.lists(st.fixed_dictionaries({"type": st.sampled_from(["replaced", "x"]), "slot": slot_names}, optional={"level": scalars}), max_size=3), json_values), "device": st.sampled_from([DEVICE, "someone-else", 7])},
+    optional={"events": st.one_of(st.lists(st.fixed_dictionaries({"type": st.sampled_from(["replaced", "x"]), "slot": slot_names}, optional={"level": scalars}), max_size=3), json_values), "device": st.sampled_from([DEVICE, "someone-else", 7]), "boot": boots},
 )
 payloads = st.one_of(
     st.binary(max_size=200),

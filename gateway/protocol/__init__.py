@@ -33,7 +33,7 @@ from .messages import (
 )
 from .schemas import validator
 from .topics import DEFAULT_TOPICS, PREFIX, DeviceTopic, Suffix, Topics, parse_topic, topic_for, valid_device_id, valid_namespace
-from .values import DEVICE_ID, MAX_PAYLOAD, NAME, PROTOCOL_VERSION, SENTINELS, UNITS, Unit
+from .values import DEVICE_ID, MAX_BOOT, MAX_PAYLOAD, NAME, PROTOCOL_VERSION, SENTINELS, UNITS, Unit
 
 __all__ = [
     "DEFAULT_BURST",
@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_TOPICS",
     "DEVICE_ID",
     "DEVICE_PUBLISHES",
+    "MAX_BOOT",
     "MAX_PAYLOAD",
     "NAME",
     "PREFIX",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .values import DEVICE_ID, PROTOCOL_VERSION, SENTINELS
+from .values import DEVICE_ID, MAX_BOOT, PROTOCOL_VERSION, SENTINELS
 
 __all__ = ["telemetry_surely_valid"]
 
@@ -35,6 +35,12 @@ def telemetry_surely_valid(doc: Any) -> bool:
     if device is not None and not (type(device) is str and DEVICE_ID.fullmatch(device)):
         return False
     if "device" in doc and device is None:
+        return False
+    boot = doc.get("boot")
+    if boot is None:
+        if "boot" in doc:
+            return False
+    elif not (type(boot) is int and 0 <= boot <= MAX_BOOT) and not (type(boot) is str and DEVICE_ID.fullmatch(boot)):
         return False
     seq, ts, levels = doc.get("seq"), doc.get("ts"), doc.get("levels")
     if type(seq) is not int or not 0 <= seq <= _MAX_SEQ or type(ts) is not str or len(ts) > 40:

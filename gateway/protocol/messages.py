@@ -13,7 +13,7 @@ import orjson
 
 from .fastcheck import telemetry_surely_valid
 from .schemas import validator
-from .values import DEVICE_ID, MAX_PAYLOAD, PROTOCOL_VERSION, SENTINELS, UNITS, Unit
+from .values import DEVICE_ID, MAX_BOOT, MAX_PAYLOAD, PROTOCOL_VERSION, SENTINELS, UNITS, Unit
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -39,6 +39,7 @@ __all__ = [
 # another on screen (CVE-2021-42574, "Trojan Source"). Dead letters write the same as escapes.
 UNSAFE_TEXT = re.compile(r"[\x00-\x1f\x80-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _BACKSLASH = 0x5C
+_BOOTED = ("birth", "telemetry")  # the messages that may carry a boot identity
 
 
 class InvalidMessage(ValueError):
@@ -68,6 +69,7 @@ class Birth:
     kind: str
     firmware: str
     slots: tuple[SlotSpec, ...]
+    boot: str | None = None  # the boot identity, as stored (an integer as its decimal digits); None: the device sent none
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,7 @@ class Telemetry:
     ts: datetime
     levels: dict[str, float | str | None]
     events: tuple[LevelEvent, ...] = ()
+    boot: str | None = None  # as in Birth; None: the readings take the boot of the device's latest birth
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,8 @@ def _load_checked(payload: bytes, kind: str, device_id: str | None) -> tuple[dic
         raise InvalidMessage("bad_version", f"protocol version must be {PROTOCOL_VERSION}, got {doc.get('v')!r}")
     surely_valid = kind == "telemetry" and telemetry_surely_valid(doc)  # the hot path skips jsonschema
     if not surely_valid:
+        if "boot" in doc and kind in _BOOTED:
+            _boot(doc)  # worded here: jsonschema's `oneOf` would say only "not valid under any of the given schemas"
         error = next(iter(validator(kind).iter_errors(doc)), None)
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "message"
@@ -129,6 +134,19 @@ def _load_checked(payload: bytes, kind: str, device_id: str | None) -> tuple[dic
     if device_id is not None and doc.get("device", device_id) != device_id:
         raise InvalidMessage("topic_mismatch", f"payload names device {doc['device']!r} but arrived on {device_id!r}'s topic")
     return doc, surely_valid
+
+
+def _boot(doc: dict[str, Any]) -> str | None:
+    """The message's boot identity as stored: a counter as its decimal digits, a name as it is; None without one."""
+    if "boot" not in doc:
+        return None
+    boot = doc["boot"]
+    if type(boot) is int and 0 <= boot <= MAX_BOOT:
+        return str(boot)
+    # fullmatch: the schema's `$` would let a trailing newline through.
+    if type(boot) is str and DEVICE_ID.fullmatch(boot):
+        return boot
+    raise InvalidMessage("bad_field", f"'boot' must be an integer from 0 to 2^63-1 or 1-64 characters of [A-Za-z0-9_-], got {ascii(boot)[:70]}")
 
 
 def _str(doc: dict[str, Any], key: str, max_len: int = 128) -> str:
@@ -173,7 +191,7 @@ def parse_birth(payload: bytes, device_id: str | None = None) -> Birth:
         slots.append(SlotSpec(_str(raw, "slot", 32), _str(raw, "consumable", 64), unit, capacity, fills_up))
     if len({s.slot_id for s in slots}) != len(slots):
         raise InvalidMessage("bad_field", "slot ids must be unique")
-    return Birth(_str(doc, "model"), _str(doc, "kind", 64), _str(doc, "firmware", 64), tuple(slots))
+    return Birth(_str(doc, "model"), _str(doc, "kind", 64), _str(doc, "firmware", 64), tuple(slots), _boot(doc))
 
 
 def parse_rfc3339(value: str) -> datetime:
@@ -222,7 +240,8 @@ def parse_telemetry(payload: bytes, device_id: str | None = None) -> Telemetry:
             ts = parse_rfc3339(doc["ts"])  # a string: `_timestamp`'s type check is done (and its call saved)
         except ValueError as exc:
             raise InvalidMessage("bad_timestamp", f"'ts' {exc}") from None
-        return Telemetry(doc["seq"], ts, levels)
+        boot = doc.get("boot")  # checked by the fast check: absent, a name, or an integer in range
+        return Telemetry(doc["seq"], ts, levels, (), str(boot) if type(boot) is int else boot)
     seq = doc.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**63:
         raise InvalidMessage("bad_field", "'seq' must be a non-negative integer")
@@ -245,7 +264,7 @@ def parse_telemetry(payload: bytes, device_id: str | None = None) -> Telemetry:
                 None if level is None or level in SENTINELS else _number(level, "event level"),
             )
         )
-    return Telemetry(seq, _timestamp(doc.get("ts")), parsed, tuple(events))
+    return Telemetry(seq, _timestamp(doc.get("ts")), parsed, tuple(events), _boot(doc))
 
 
 def parse_status(payload: bytes, device_id: str | None = None) -> bool:

@@ -1,4 +1,4 @@
-"""The published JSON Schema of each device message (docs/protocol/*.json are copies of these files)."""
+"""The published JSON Schema of each device message (docs/protocol/*.json link to these files)."""
 
 from __future__ import annotations
 

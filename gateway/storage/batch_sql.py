@@ -8,7 +8,8 @@ A batch's readings go, raw, into a temporary stage table (PostgreSQL: one `COPY`
 `executemany`), and one `INSERT ... SELECT` moves them into `gw_readings`: it joins the device
 (telemetry consent, read in the same transaction, so a withdrawal takes effect at once) and the
 slot (unit, capacity, whether it fills up, to normalise the level exactly as
-`gateway.readings.normalise_level` does), and skips duplicates on the unique key. All of that runs in
+`gateway.readings.normalise_level` does), gives each reading its boot (the message's, else the
+one of the device's latest birth, else ''), and skips duplicates on the unique key. All of that runs in
 the database, in C, off the Python thread.
 Other updates: PostgreSQL, one statement over `json_array_elements()` of one JSON document;
 SQLite, `executemany`, in process, with naive UTC text timestamps.
@@ -31,14 +32,15 @@ from sqlalchemy.engine import Connection
 __all__ = ["BatchSql", "IngestCounts", "db_time", "py_time"]
 
 _PG = postgresql.dialect()
-_STAGE_COLS = ("device_id", "slot_id", "seq", "ts", "device_ts", "raw", "replaced", "received_at")
+# `boot` is the message's own, or NULL: the reading then takes its device's (gw_devices.boot) in the insert.
+_STAGE_COLS = ("device_id", "slot_id", "seq", "ts", "device_ts", "raw", "replaced", "received_at", "boot")
 _STAGE_PG = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS gw_stage (device_id text, slot_id text, seq bigint, ts timestamptz, "
-    "device_ts timestamptz, raw double precision, replaced boolean, received_at timestamptz) ON COMMIT DELETE ROWS"
+    "device_ts timestamptz, raw double precision, replaced boolean, received_at timestamptz, boot text) ON COMMIT DELETE ROWS"
 )
 _STAGE_SQLITE = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS gw_stage (device_id TEXT, slot_id TEXT, seq INTEGER, ts TEXT, "
-    "device_ts TEXT, raw REAL, replaced INTEGER, received_at TEXT)"
+    "device_ts TEXT, raw REAL, replaced INTEGER, received_at TEXT, boot TEXT)"
 )
 # normalise_level in SQL: percent or amount -> fraction of capacity, clamped, headroom for receptacles.
 _FRACTION = "CASE WHEN sl.unit = 'percent' THEN s.raw / 100.0 ELSE s.raw / sl.capacity END"
@@ -56,7 +58,7 @@ _COUNTS = (
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-_SQLITE_STAGE_ROWS = 4000  # x 8 columns: under SQLite's 32,766 bound parameters a statement
+_SQLITE_STAGE_ROWS = 3600  # x 9 columns: under SQLite's 32,766 bound parameters a statement
 
 
 @cache
@@ -157,7 +159,8 @@ class BatchSql:
         null = "\\N"
         return "".join(
             [
-                f"{r[0]}\t{r[1].translate(_COPY_ESCAPES)}\t{r[2]}\t{r[3]}\t{r[4]}\t{null if r[5] is None else repr(r[5])}\t{'t' if r[6] else 'f'}\t{r[7]}\n"
+                # device_id and boot are of [A-Za-z0-9_-] (the parser's checks): nothing to escape.
+                f"{r[0]}\t{r[1].translate(_COPY_ESCAPES)}\t{r[2]}\t{r[3]}\t{r[4]}\t{null if r[5] is None else repr(r[5])}\t{'t' if r[6] else 'f'}\t{r[7]}\t{null if r[8] is None else r[8]}\n"
                 for r in rows
             ]
         )
@@ -167,17 +170,19 @@ class BatchSql:
         if not n:
             return IngestCounts()
         self._stage(payloads)
-        cols = "device_id, slot_id, seq, ts, device_ts, level, replaced, received_at"
+        cols = "device_id, slot_id, boot, seq, ts, device_ts, level, replaced, received_at"
         level = _CLAMPED[self.pg]
         # The consenting slots of the batch's devices are looked up once per device, not once per
         # reading (a batch holds several messages of each device): -20 % of the statement's time.
+        # A reading without a boot of its own takes its device's latest birth's, read with the
+        # consent in the same transaction (a birth is stored before the telemetry after it).
         # SQLite needs the WHERE to tell the upsert clause from a join constraint.
         sql = (
             f"INSERT INTO gw_readings ({cols}) "  # first: Python's sqlite3 counts rows only for a statement that starts so
-            "WITH sl AS MATERIALIZED (SELECT sl.device_id, sl.slot_id, sl.unit, sl.capacity, sl.fills_up FROM gw_slots AS sl "
+            "WITH sl AS MATERIALIZED (SELECT sl.device_id, sl.slot_id, sl.unit, sl.capacity, sl.fills_up, d.boot FROM gw_slots AS sl "
             "JOIN gw_devices AS d ON d.device_id = sl.device_id AND d.store_readings "
             "WHERE sl.device_id IN (SELECT DISTINCT device_id FROM gw_stage)) "
-            "SELECT s.device_id, s.slot_id, s.seq, s.ts, s.device_ts, "
+            "SELECT s.device_id, s.slot_id, coalesce(s.boot, sl.boot, ''), s.seq, s.ts, s.device_ts, "
             f"CASE WHEN sl.fills_up THEN 1.0 - {level} ELSE {level} END, s.replaced, s.received_at "
             "FROM gw_stage AS s JOIN sl ON sl.device_id = s.device_id AND sl.slot_id = s.slot_id "
             "WHERE s.raw IS NOT NULL ORDER BY s.device_id, s.slot_id, s.seq ON CONFLICT DO NOTHING"

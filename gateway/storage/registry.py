@@ -24,7 +24,7 @@ class DeviceRegistry:
         """Create or update a device and its slots from its birth message; keeps slot state."""
         with Session(self.engine) as s:
             device = s.get(GwDevice, device_id) or GwDevice(device_id=device_id)
-            device.model, device.kind, device.firmware = birth.model, birth.kind, birth.firmware
+            device.model, device.kind, device.firmware, device.boot = birth.model, birth.kind, birth.firmware, birth.boot
             device.birth_at = device.last_seen_at = now
             s.add(device)
             for spec in birth.slots:

@@ -34,6 +34,8 @@ class GwDevice(SQLModel, table=True):
     # Estimated (gateway time - device time) in seconds, and when it was last updated; see gateway.readings.clock_skew.
     clock_offset_s: float | None = None
     clock_offset_at: datetime | None = _ts()
+    # The boot identity of the device's latest birth (None: it sent none): telemetry without one of its own takes it.
+    boot: str | None = Field(default=None, max_length=64)
 
 
 class GwSlot(SQLModel, table=True):
@@ -60,14 +62,17 @@ class GwReading(SQLModel, table=True):
     __table_args__ = (
         # SPEC 3: each reading is stored at most once, even under QoS 1 redelivery. The key uses the
         # device's own timestamp: a redelivered message carries it unchanged, while the skew-corrected
-        # `ts` may move as the gateway learns the device's clock. A reboot resets `seq` but not time.
-        sa.UniqueConstraint("device_id", "slot_id", "seq", "device_ts", name="uq_gw_readings_once"),
+        # `ts` may move as the gateway learns the device's clock. A reboot resets `seq`, and may reset
+        # the clock to the same epoch: the boot identity tells such boots' readings apart.
+        sa.UniqueConstraint("device_id", "slot_id", "boot", "seq", "device_ts", name="uq_gw_readings_once"),
         sa.Index("ix_gw_readings_slot_ts", "device_id", "slot_id", "ts"),
     )
 
     id: int | None = Field(default=None, sa_column=Column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True))
     device_id: str = Field(max_length=64)
     slot_id: str = Field(max_length=32)
+    # The message's `boot`, else that of the device's latest birth, else '' (docs/protocol.md, "At most once").
+    boot: str = Field(default="", sa_column=Column(sa.String(64), nullable=False, server_default=""))
     seq: int = Field(sa_column=Column(sa.BigInteger, nullable=False))
     ts: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))  # device time corrected for clock skew
     device_ts: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))  # as the device said

@@ -163,14 +163,15 @@ class TelemetryWriter:
                 corrected += 1
             # A `replaced` event carries the slot's new level: it stands in when `levels` has no number.
             replaced = {e.slot_id: e.level for e in telemetry.events if e.kind == "replaced"} if telemetry.events else {}
+            boot = telemetry.boot  # None: the insert gives the reading its device's
             for slot_id, raw in telemetry.levels.items():
                 value = None if isinstance(raw, str) else raw  # parse_telemetry gives floats, sentinels or None
                 if value is None and slot_id in replaced:
                     value = replaced[slot_id]
-                rows.append((msg.device_id, slot_id, telemetry.seq, ts_db, device_ts_db, value, slot_id in replaced, received_db))
+                rows.append((msg.device_id, slot_id, telemetry.seq, ts_db, device_ts_db, value, slot_id in replaced, received_db, boot))
             for slot_id, level in replaced.items():
                 if slot_id not in telemetry.levels:
-                    rows.append((msg.device_id, slot_id, telemetry.seq, ts_db, device_ts_db, level, True, received_db))
+                    rows.append((msg.device_id, slot_id, telemetry.seq, ts_db, device_ts_db, level, True, received_db, boot))
         if corrected:
             CLOCK_CORRECTIONS.inc(corrected)  # messages, of which every reading was corrected
         return rows

@@ -109,19 +109,27 @@ def test_the_waste_toner_receptacle_fills_up_until_it_is_full() -> None:
     assert dev.truth().empty_at["waste"], "running full is recorded like running empty"
 
 
-def test_a_reboot_resets_seq_to_zero() -> None:
+def test_a_reboot_resets_seq_to_zero_and_counts_the_boot() -> None:
     dev = make_device("dishwasher", "boot-1", 1, START, quirks=Quirks(p_reboot=0.5, p_offline=0.0, p_clock_reset=0.0))
     msgs = dev.advance(START + timedelta(days=30))
     assert len(dev.truth().reboots) >= 5
     seqs: list[list[int]] = [[]]
+    births: list[int] = []
+    boots: list[set[int]] = [set()]
     for m in msgs:
         if m.suffix == "birth":
             seqs.append([])
+            boots.append(set())
+            births.append(m.payload["boot"])
         elif m.suffix == "telemetry":
             seqs[-1].append(m.payload["seq"])
+            boots[-1].add(m.payload["boot"])
     assert len(seqs) == len(dev.truth().reboots) + 2  # before the first birth, then one run per boot
     for run in seqs[1:]:
         assert run == list(range(len(run)))
+    # The first birth is boot 0, and each reboot counts one more; every report carries its boot.
+    assert births == list(range(len(dev.truth().reboots) + 1))
+    assert boots[0] <= {0} and boots[1:] == [{b} for b in births]
 
 
 def test_skewed_clocks_print_offset_timestamps_and_a_reset_clock_prints_1970() -> None:

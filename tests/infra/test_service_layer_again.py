@@ -5,6 +5,11 @@ Each test below is imported from tests/service; collected here, it takes this fo
 Mosquitto under the test's own topic namespace).
 """
 
+from tests.service.test_boot_identity import (
+    test_a_redelivered_message_is_stored_once_with_or_without_a_boot,
+    test_reboots_that_reset_the_clock_to_the_same_epoch_store_every_reading,
+    test_revision_0006_gives_old_readings_the_empty_boot_and_back,
+)
 from tests.service.test_clock_poisoning import test_one_reading_dated_days_ahead_does_not_date_the_later_ones_in_the_past
 from tests.service.test_fleet import test_a_fleet_of_a_few_hundred_devices_reaches_the_broker
 from tests.service.test_forecaster import (
@@ -43,6 +48,7 @@ __all__ = [
     "test_a_bad_retained_birth_is_dead_lettered_once_across_workers_and_restarts",
     "test_one_reading_dated_days_ahead_does_not_date_the_later_ones_in_the_past",
     "test_a_fleet_of_a_few_hundred_devices_reaches_the_broker",
+    "test_a_redelivered_message_is_stored_once_with_or_without_a_boot",
     "test_a_prior_is_learnt_in_grams_when_households_buy_different_bags",
     "test_a_replaced_event_gives_the_new_level_when_levels_do_not",
     "test_an_odd_slot_name_is_staged_verbatim",
@@ -59,6 +65,8 @@ __all__ = [
     "test_provisioning_stores_only_hashes_and_claims_need_the_printed_code",
     "test_readings_not_yet_settled_stay_however_old_and_merge_into_their_day_later",
     "test_readings_stored_once_only_with_consent_and_bad_messages_dead_lettered",
+    "test_reboots_that_reset_the_clock_to_the_same_epoch_store_every_reading",
+    "test_revision_0006_gives_old_readings_the_empty_boot_and_back",
     "test_small_batches_give_the_aggregates_of_one_big_batch",
     "test_the_database_normalises_exactly_like_normalise_level",
     "test_the_migrations_build_the_tables_the_models_declare",

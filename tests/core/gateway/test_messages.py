@@ -141,3 +141,44 @@ def test_timestamps_beyond_datetimes_range_are_rejected_not_raised(ts: str) -> N
     with pytest.raises(InvalidMessage) as exc:
         parse_telemetry(json.dumps({"v": 1, "seq": 1, "ts": ts, "levels": {"a": 1}}).encode())
     assert exc.value.reason == "bad_timestamp"
+
+
+# ---- the boot identity (docs/protocol.md, "At most once") ----
+
+_TELEMETRY = {"v": 1, "seq": 1, "ts": "2026-01-01T00:00:00Z", "levels": {"a": 1}}
+_BIRTH = {"v": 1, "model": "m", "kind": "k", "firmware": "f", "slots": [{"slot": "a", "consumable": "c", "unit": "count", "capacity": 10}]}
+
+
+@pytest.mark.parametrize(("boot", "stored"), [(0, "0"), (42, "42"), (2**63 - 1, "9223372036854775807"), ("7", "7"), ("a1b2-C_3", "a1b2-C_3"), ("x" * 64, "x" * 64)])
+def test_a_boot_is_kept_as_text_a_counter_as_its_digits(boot: object, stored: str) -> None:
+    fast = parse_telemetry(_j({**_TELEMETRY, "boot": boot}))  # the hot path
+    slow = parse_telemetry(_j({**_TELEMETRY, "boot": boot, "events": [{"type": "replaced", "slot": "a"}]}))  # the checks in full
+    assert fast.boot == slow.boot == stored
+    assert parse_birth(_j({**_BIRTH, "boot": boot})).boot == stored
+
+
+def test_a_message_without_a_boot_has_none() -> None:
+    assert parse_telemetry(_j(_TELEMETRY)).boot is None
+    assert parse_telemetry(_j({**_TELEMETRY, "events": []})).boot is None
+    assert parse_birth(_j(_BIRTH)).boot is None
+
+
+@pytest.mark.parametrize("boot", [-1, 2**63, 3.0, 1.5, True, None, "", "x" * 65, "a b", "7\n", "boot\u202e", "é", [1], {"n": 1}])
+@pytest.mark.parametrize("kind", ["birth", "telemetry"])
+def test_a_bad_boot_is_rejected_as_a_bad_field_that_says_what_a_boot_is(kind: str, boot: object) -> None:
+    parse, doc = (parse_birth, _BIRTH) if kind == "birth" else (parse_telemetry, _TELEMETRY)
+    with pytest.raises(InvalidMessage) as exc:
+        parse(_j({**doc, "boot": boot}))
+    assert exc.value.reason == "bad_field"
+    assert str(exc.value).startswith("'boot' must be an integer from 0 to 2^63-1 or 1-64 characters of [A-Za-z0-9_-]")
+
+
+def test_the_published_schemas_take_exactly_the_boots_the_parsers_take() -> None:
+    from gateway.protocol import validator
+
+    for kind, doc in (("birth", _BIRTH), ("telemetry", _TELEMETRY)):
+        for boot in (0, 2**63 - 1, "a", "x" * 64):
+            assert validator(kind).is_valid({**doc, "boot": boot})
+        # 3.0 is an integer to JSON Schema, and "7\n" matches its `$`: the parsers refuse both (above).
+        for boot in (-1, 2**63, 1.5, True, None, "", "x" * 65, "a b", [1]):
+            assert not validator(kind).is_valid({**doc, "boot": boot}), (kind, boot)
