@@ -34,4 +34,11 @@ INGEST_LAG = Gauge(
     "replenish_gateway_ingest_lag_seconds",
     "Age of the oldest message this worker has received and not yet acknowledged (0 when none)",
 )
-__all__ += ["CLOCK_CORRECTIONS", "INGEST_LAG", "OVER_BUDGET", "QUARANTINED"]
+# A takeover is another client connecting with this worker's client id (a second worker configured
+# with it, or an intruder with the service's password): every service client id is reserved.
+CONNECTION_LOSSES = Counter(
+    "replenish_gateway_connection_losses_total",
+    "Ingest connections to the broker lost, by cause: taken_over (MQTT 5 DISCONNECT 0x8E), disconnected (another DISCONNECT), lost (closed, reset, silent)",
+    ["cause"],
+)
+__all__ += ["CLOCK_CORRECTIONS", "CONNECTION_LOSSES", "INGEST_LAG", "OVER_BUDGET", "QUARANTINED"]

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
+from ..metrics import CONNECTION_LOSSES
 from .target import MqttTarget
 
 __all__ = ["V5", "V311", "Delivery", "IngestConnection", "MqttRefused", "SessionTakenOver"]
@@ -38,6 +39,10 @@ _TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT "session taken over": another client con
 
 class SessionTakenOver(ConnectionError):
     """The broker ended our session because another client connected with the same client id."""
+
+
+class BrokerDisconnected(ConnectionError):
+    """The broker sent DISCONNECT with a reason other than a takeover."""
 
 
 class MqttRefused(ConnectionError):
@@ -243,10 +248,12 @@ class IngestConnection:
             except SessionTakenOver as exc:
                 # Every service client id is reserved (no device may be named so), so this is a
                 # second worker configured with our id, or an intruder with the service's password.
+                CONNECTION_LOSSES.labels("taken_over").inc()
                 if not self._closing.is_set():
                     log.error("MQTT session at %s lost: %s; reconnecting in %.0f s (check REPLENISH_GATEWAY_CLIENT_ID is unique)", self.target.url, exc, delay)
             except (OSError, ConnectionError) as exc:
                 if not self._closing.is_set():
+                    CONNECTION_LOSSES.labels("disconnected" if isinstance(exc, BrokerDisconnected) else "lost").inc()
                     log.warning("MQTT connection to %s lost: %s; reconnecting in %.0f s", self.target.url, exc, delay)
             finally:
                 self._drop_socket()
@@ -375,7 +382,7 @@ class IngestConnection:
                 reason = buf[start] if length else 0
                 if reason == _TAKEN_OVER:
                     raise SessionTakenOver(f"another client connected as {self.client_id!r} and took over our session")
-                raise ConnectionError(f"broker sent DISCONNECT (reason {reason:#x})")
+                raise BrokerDisconnected(f"broker sent DISCONNECT (reason {reason:#x})")
             pos = end
         if out:
             with self._cond:

@@ -15,8 +15,15 @@ from datetime import UTC, datetime
 import paho.mqtt.client as mqtt
 import pytest
 
+from prometheus_client import REGISTRY
+
 from gateway import IngestConnection, MqttTarget, Topics
 from tests.helpers import MQTT_URL, wait_for
+
+
+def _losses() -> float:
+    """Ingest connections lost so far, whatever the cause."""
+    return sum(REGISTRY.get_sample_value("replenish_gateway_connection_losses_total", {"cause": c}) or 0.0 for c in ("taken_over", "disconnected", "lost"))
 
 
 def test_a_taken_over_ingest_session_is_logged_and_won_back(topics: Topics, caplog: pytest.LogCaptureFixture) -> None:
@@ -25,12 +32,14 @@ def test_a_taken_over_ingest_session_is_logged_and_won_back(topics: Topics, capl
     conn = IngestConnection(target, client_id, (topics.every("telemetry"),), lambda: datetime.now(UTC), version=5)
     conn.start(timeout=15)
     caplog.set_level(logging.WARNING, logger="gateway.mqtt.ingest_connection")
+    losses = _losses()
     try:
         intruder = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         intruder.connect(target.host, target.port)
         intruder.loop_start()
         lost = ("took over our session", "broker closed the connection")
         assert wait_for(lambda: any(any(w in r.getMessage() for w in lost) for r in caplog.records), timeout=10)
+        assert _losses() == losses + 1, "the lost session was not counted"
         intruder.loop_stop()
         intruder.disconnect()
         time.sleep(1.5)  # the worker reconnects after its back-off (1 s) and takes its session back

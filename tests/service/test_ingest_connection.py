@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from gateway import IngestConnection, MqttTarget
-from gateway.mqtt.ingest_connection import SessionTakenOver
+from gateway.mqtt.ingest_connection import BrokerDisconnected, SessionTakenOver
 
 
 def _conn() -> IngestConnection:
@@ -19,4 +19,4 @@ def test_a_disconnect_for_a_session_taken_over_is_told_apart_from_others() -> No
         _conn()._parse(b"\xe0\x02\x8e\x00", 1, True)  # MQTT 5 DISCONNECT, reason 0x8E, no properties
     with pytest.raises(ConnectionError, match="reason 0x8b") as other:
         _conn()._parse(b"\xe0\x02\x8b\x00", 1, True)  # 0x8B: server shutting down
-    assert not isinstance(other.value, SessionTakenOver)
+    assert isinstance(other.value, BrokerDisconnected) and not isinstance(other.value, SessionTakenOver)
