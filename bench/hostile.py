@@ -46,9 +46,7 @@ import json
 import multiprocessing as mp
 import os
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -62,7 +60,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # The ingest bench's MQTT framing, fresh databases, and registration of two-slot devices.
-from ingest import MOSQUITTO, _frame, _utf8, database, free_port, register
+from ingest import _frame, _utf8, database, mosquitto, register
 
 SHIPPED_CONF = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / "mosquitto.conf"
 _LIMITS = ("max_packet_size", "max_queued_messages", "max_queued_bytes", "max_inflight_messages", "max_keepalive")
@@ -380,22 +378,8 @@ def broker_at(spec: str) -> Iterator[tuple[tuple[str, int], dict[str, str]]]:
             limits[key] = value.strip()
     if set(limits) != set(_LIMITS):
         raise SystemExit(f"{SHIPPED_CONF} no longer sets {sorted(set(_LIMITS) - set(limits))}")
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        conf = Path(tmp) / "mosquitto.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_type error\n" + "".join(f"{k} {v}\n" for k, v in limits.items()))
-        proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)])
-        try:
-            for _ in range(200):
-                try:
-                    socket.create_connection(("127.0.0.1", port), 0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
-            yield ("127.0.0.1", port), limits
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with mosquitto(limits) as port:
+        yield ("127.0.0.1", port), limits
 
 
 def report(backend: str, name: str, res: dict[str, Any]) -> None:

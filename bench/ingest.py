@@ -33,7 +33,7 @@ import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -135,15 +135,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def mosquitto(queue: int) -> Iterator[int]:
-    """Our own Mosquitto: in memory, with queues and in-flight windows that drop nothing."""
+def mosquitto(limits: Mapping[str, int | str]) -> Iterator[int]:
+    """Our own Mosquitto on a free port: anonymous, in memory, with these limits (mosquitto.conf settings)."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         conf = Path(tmp) / "mosquitto.conf"
-        conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_type error\n"
-            f"max_queued_messages {queue}\nmax_inflight_messages 65535\nmax_keepalive 3600\n"
-        )
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_type error\n" + "".join(f"{k} {v}\n" for k, v in limits.items()))
         proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)])
         try:
             for _ in range(200):
@@ -373,7 +370,8 @@ def main() -> None:
     n = per_device * len(devices)
     readings = n * len(SLOTS)
     out: dict[str, Any] = {"bench": "ingest", "messages": n, "devices": len(devices), "readings_per_message": len(SLOTS), "qos": 1}
-    with mosquitto(queue=4 * n * args.rounds) as port, database_all(backends) as urls:
+    # Queues and in-flight windows that drop nothing.
+    with mosquitto({"max_queued_messages": 4 * n * args.rounds, "max_inflight_messages": 65535, "max_keepalive": 3600}) as port, database_all(backends) as urls:
         for url in urls.values():
             register(url, devices)
         # Every subscriber's persistent session exists before the backlog is published.

@@ -40,6 +40,22 @@ def wait_for(cond: Callable[[], object], timeout: float = 20.0, every: float = 0
     return bool(cond())
 
 
+def mqtt_str(s: str | bytes) -> bytes:
+    """An MQTT string: two bytes of length, then the UTF-8 (bytes are taken as they are, valid or not)."""
+    raw = s.encode() if isinstance(s, str) else s
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def mqtt_packet(first_byte: int, body: bytes) -> bytes:
+    """A raw MQTT packet: the type-and-flags byte, the remaining length (MQTT's variable-length integer), the body."""
+    n, length = len(body), bytearray()
+    while True:
+        n, digit = n >> 7, n & 0x7F
+        length.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes((first_byte,)) + bytes(length) + body
+
+
 def publish_all(target: MqttTarget, msgs: list[tuple[str, bytes, bool]]) -> None:
     """Publish (topic, payload, retain) at QoS 1, each acknowledged, from one client."""
     client = new_client(target, "pub-" + uuid.uuid4().hex[:8])
@@ -82,6 +98,18 @@ def migrated_engine(url: str) -> sa.Engine:
     engine = make_engine(url)
     migrate(engine)
     return engine
+
+
+def migrate_to(engine: sa.Engine, revision: str, downgrade: bool = False) -> None:
+    """Upgrade (or downgrade) the engine's database to one Alembic revision, as `replenish migrate` does to head."""
+    from alembic import command
+
+    from replenish.storage.migrate import alembic_config
+
+    cfg = alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        (command.downgrade if downgrade else command.upgrade)(cfg, revision)
 
 
 def migrated(url: str) -> str:

@@ -13,15 +13,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from sqlalchemy.engine import Engine
 
 from gateway import GatewayStorage, IngestOptions, MqttTarget, Topics, UTCDateTime, make_engine
 from gateway.clock import ManualClock
 from gateway.protocol import Telemetry, TelemetryIn
 from replenish.bootstrap import build_ingestor
-from replenish.storage.migrate import alembic_config
-from tests.helpers import publish_all, wait_for
+from tests.helpers import migrate_to, publish_all, wait_for
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # where a device's clock restarts after a reboot, until it syncs
@@ -122,19 +120,12 @@ _OLD_READINGS = sa.table(
 
 def test_revision_0006_gives_old_readings_the_empty_boot_and_back(db_url: str) -> None:
     engine = make_engine(db_url)
-    cfg = alembic_config(engine)
-
-    def to(revision: str, downgrade: bool = False) -> None:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            (command.downgrade if downgrade else command.upgrade)(cfg, revision)
-
-    to("0005")
+    migrate_to(engine, "0005")
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO gw_devices (device_id, online, store_readings) VALUES ('dev-1', FALSE, TRUE)"))
         conn.execute(sa.text("INSERT INTO gw_slots (device_id, slot_id, consumable, unit, capacity, fills_up, dirty) VALUES ('dev-1', 'ink', 'ink', 'percent', 100, FALSE, FALSE)"))
         conn.execute(_OLD_READINGS.insert(), [{"device_id": "dev-1", "slot_id": "ink", "seq": s, "level": 0.9 - 0.1 * s, "replaced": False, "ts": NOW + s * H, "device_ts": EPOCH + s * H, "received_at": NOW + s * H} for s in range(3)])
-    to("head")
+    migrate_to(engine, "head")
     storage = GatewayStorage.on(engine)
     assert _stored(engine, "dev-1") == [("", 0, 0.9), ("", 1, 0.8), ("", 2, 0.7)]
     assert [d.boot for d in storage.registry.devices(["dev-1"])] == [None]
@@ -146,7 +137,7 @@ def test_revision_0006_gives_old_readings_the_empty_boot_and_back(db_url: str) -
     counts = storage.telemetry.store([again(0, 50, None), again(0, 40, "2"), again(1, 30, "2")])
     assert (counts.stored, counts.duplicates) == (2, 1)
     assert _stored(engine, "dev-1")[3:] == [("2", 0, 0.4), ("2", 1, 0.3)]
-    to("0005", downgrade=True)
+    migrate_to(engine, "0005", downgrade=True)
     # The old key cannot hold readings that differ only in their boot: the first stored stays.
     with engine.connect() as conn:
         kept = conn.execute(sa.text("SELECT seq, level FROM gw_readings ORDER BY id")).all()
@@ -155,6 +146,6 @@ def test_revision_0006_gives_old_readings_the_empty_boot_and_back(db_url: str) -
     old = {"device_id": "dev-1", "slot_id": "ink", "seq": 2, "level": 0.1, "replaced": False, "ts": NOW, "device_ts": EPOCH + 2 * H, "received_at": NOW}
     with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:  # the old key is back
         conn.execute(_OLD_READINGS.insert().values(**old))
-    to("head")
+    migrate_to(engine, "head")
     assert _stored(engine, "dev-1") == [("", 0, 0.9), ("", 1, 0.8), ("", 2, 0.7)]
     engine.dispose()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import socket
-import struct
 import threading
 import time
 import uuid
@@ -31,7 +30,7 @@ from gateway.clock import ManualClock
 from gateway.mqtt.embedded_limits import MAX_PACKET_SIZE, PacketLimitReader
 from gateway.protocol import MAX_PAYLOAD
 from replenish.bootstrap import build_ingestor
-from tests.helpers import migrated_engine, publish_all, wait_for
+from tests.helpers import migrated_engine, mqtt_packet, mqtt_str, publish_all, wait_for
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 DAY = 86_400.0
@@ -41,29 +40,14 @@ def _telemetry(seq: int, level: float, ts: datetime = NOW) -> bytes:
     return json.dumps({"v": 1, "seq": seq, "ts": ts.isoformat(), "levels": {"black": level}}).encode()
 
 
-def _utf8(s: str | bytes) -> bytes:
-    raw = s.encode() if isinstance(s, str) else s
-    return struct.pack("!H", len(raw)) + raw
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = n >> 7, n & 0x7F
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _raw_device(target: MqttTarget, client_id: str, will: tuple[str, bytes] | None = None) -> socket.socket:
     """A raw MQTT 3.1.1 connection (clean session), with a last will if given; CONNACK read."""
-    flags, payload = 0x02, _utf8(client_id)
+    flags, payload = 0x02, mqtt_str(client_id)
     if will:
         flags |= 0x04
-        payload += _utf8(will[0]) + _utf8(will[1])
-    body = _utf8("MQTT") + bytes((4, flags)) + struct.pack("!H", 60) + payload
+        payload += mqtt_str(will[0]) + mqtt_str(will[1])
     sock = socket.create_connection((target.host, target.port), timeout=10)
-    sock.sendall(b"\x10" + _varint(len(body)) + body)
+    sock.sendall(mqtt_packet(0x10, mqtt_str("MQTT") + bytes((4, flags)) + (60).to_bytes(2, "big") + payload))
     assert sock.recv(4)[3:4] == b"\x00", "CONNACK refused"
     return sock
 
@@ -128,8 +112,8 @@ def test_a_packet_past_the_limit_disconnects_its_sender_only_and_a_payload_past_
         assert wait_for(lambda: storage.registry.devices([big_sender])[0].online is True)
         topic = topics.topic(big_sender, "telemetry")
         with _raw_device(mqtt_target, big_sender, will=(topics.topic(big_sender, "status"), b'{"v":1,"state":"offline"}')) as sock:
-            body = _utf8(topic) + b"\x00\x01" + over_packet
-            sock.sendall(b"\x32" + _varint(len(body)) + body[:1000])  # the header announces it all; most of the body never leaves
+            packet = mqtt_packet(0x32, mqtt_str(topic) + b"\x00\x01" + over_packet)
+            sock.sendall(packet[:1000])  # the header announces it all; most of the body never leaves
             assert _closed_by_broker(sock), "the broker kept a client that announced a packet past max_packet_size"
         publish_all(
             mqtt_target,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
-import struct
 import threading
 import time
 import types
@@ -25,7 +24,6 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from prometheus_client import REGISTRY
 from sqlalchemy.engine import Dialect, Engine
 
@@ -40,8 +38,7 @@ from gateway.services.pipeline import BirthOp, RejectOp, StatusOp, TelemetryRun
 from gateway.storage.dead_letters import printable
 from gateway.storage.engine import normalise_db_url
 from replenish.bootstrap import build_ingestor
-from replenish.storage.migrate import alembic_config
-from tests.helpers import publish_all, wait_for
+from tests.helpers import migrate_to, mqtt_packet, mqtt_str, publish_all, wait_for
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 NOW = START + timedelta(days=3)
@@ -303,32 +300,23 @@ class _LetGo(Exception):
 def _publish_raw(target: MqttTarget, topic: bytes, payload: bytes) -> None:
     """One QoS 1 PUBLISH with a topic no client library would send (invalid UTF-8, NUL); the broker may drop the connection."""
     client_id = ("raw-" + uuid.uuid4().hex[:8]).encode()
-    flags, tail = 0x02, struct.pack(">H", len(client_id)) + client_id
+    flags, tail = 0x02, mqtt_str(client_id)
     if target.username:
         flags |= 0x80
-        tail += struct.pack(">H", len(target.username.encode())) + target.username.encode()
+        tail += mqtt_str(target.username)
         if target.password:
             flags |= 0x40
-            tail += struct.pack(">H", len(target.password.encode())) + target.password.encode()
+            tail += mqtt_str(target.password)
     connect = b"\x00\x04MQTT\x04" + bytes([flags]) + b"\x00\x3c" + tail
-    publish = struct.pack(">H", len(topic)) + topic + b"\x00\x01" + payload
+    publish = mqtt_str(topic) + b"\x00\x01" + payload
     with socket.create_connection((target.host, target.port), timeout=5) as s:
-        s.sendall(b"\x10" + _varint(len(connect)) + connect)
+        s.sendall(mqtt_packet(0x10, connect))
         assert s.recv(4)[:1] == b"\x20", "no CONNACK"
-        s.sendall(b"\x32" + _varint(len(publish)) + publish)
+        s.sendall(mqtt_packet(0x32, publish))
         try:
             s.recv(4)  # PUBACK, or b"" when the broker hangs up on the malformed topic
         except OSError:
             pass
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = n >> 7, n & 0x7F
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def _telemetry(seq: int, levels: dict[str, object], **more: object) -> bytes:
@@ -480,27 +468,20 @@ class _Observer:
 
 def test_revision_0005_keeps_old_dead_letters_as_their_bytes_and_back(db_url: str) -> None:
     engine = make_engine(db_url)
-    cfg = alembic_config(engine)
-
-    def to(revision: str, downgrade: bool = False) -> None:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            (command.downgrade if downgrade else command.upgrade)(cfg, revision)
-
-    to("0004")
+    migrate_to(engine, "0004")
     old = ['{"v": 1, "levels": {"bl\ufffdck": 1}}', "naïve ☕ text", ""]
     before = sa.table("gw_dead_letters", *(sa.column(c) for c in ("topic", "reason", "detail", "payload")), sa.column("received_at", UTCDateTime()))
     with engine.begin() as conn:
         conn.execute(before.insert(), [{"received_at": NOW + i * H, "topic": f"a/{i}", "reason": "not_json", "detail": "", "payload": t} for i, t in enumerate(old)])
-    to("head")
+    migrate_to(engine, "head")
     storage = GatewayStorage.on(engine)
     kept = sorted(storage.dead_letters.recent(), key=lambda d: d.topic)
     assert [(d.payload, d.payload_size) for d in kept] == [(t.encode(), None) for t in old]
     storage.dead_letters.add("a/3", b"\x00\xffok", "not_json", "raw NUL", NOW)
-    to("0004", downgrade=True)
+    migrate_to(engine, "0004", downgrade=True)
     with engine.connect() as conn:
         rows = dict(conn.execute(sa.text("SELECT topic, payload FROM gw_dead_letters")).fetchall())
     assert rows == {"a/0": old[0], "a/1": old[1], "a/2": old[2], "a/3": "\ufffd\ufffdok"}
-    to("head")
+    migrate_to(engine, "head")
     assert sorted(d.payload for d in GatewayStorage.on(engine).dead_letters.recent()) == sorted([t.encode() for t in old] + ["\ufffd\ufffdok".encode()])
     engine.dispose()
