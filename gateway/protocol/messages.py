@@ -16,6 +16,7 @@ from .schemas import validator
 from .values import DEVICE_ID, MAX_BOOT, MAX_PAYLOAD, PROTOCOL_VERSION, SENTINELS, UNITS, Unit
 
 __all__ = [
+    "MAX_DEPTH",
     "PROTOCOL_VERSION",
     "UNSAFE_TEXT",
     "Birth",
@@ -40,6 +41,11 @@ __all__ = [
 UNSAFE_TEXT = re.compile(r"[\x00-\x1f\x80-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _BACKSLASH = 0x5C
 _BOOTED = ("birth", "telemetry")  # the messages that may carry a boot identity
+# Containers nested in a document the JSON Schema checks: the deepest valid message is 3 (a birth's
+# slots). jsonschema recurses per level and writes a rejection with the value's repr, so a value a
+# thousand levels deep (orjson takes 1,024) exhausted Python's recursion limit: a RecursionError
+# instead of a reason, a traceback logged per message.
+MAX_DEPTH = 32
 
 
 class InvalidMessage(ValueError):
@@ -118,9 +124,11 @@ def _load_checked(payload: bytes, kind: str, device_id: str | None) -> tuple[dic
     if not isinstance(doc, dict):
         raise InvalidMessage("not_object", "payload must be a JSON object")
     if doc.get("v") != PROTOCOL_VERSION:
-        raise InvalidMessage("bad_version", f"protocol version must be {PROTOCOL_VERSION}, got {doc.get('v')!r}")
+        raise InvalidMessage("bad_version", f"protocol version must be {PROTOCOL_VERSION}, got {_shown(doc.get('v'))}")
     surely_valid = kind == "telemetry" and telemetry_surely_valid(doc)  # the hot path skips jsonschema
     if not surely_valid:
+        if _deeper_than(doc, MAX_DEPTH):
+            raise InvalidMessage("schema", f"message: nested deeper than {MAX_DEPTH} levels")
         if "boot" in doc and kind in _BOOTED:
             _boot(doc)  # worded here: jsonschema's `oneOf` would say only "not valid under any of the given schemas"
         error = next(iter(validator(kind).iter_errors(doc)), None)
@@ -147,6 +155,23 @@ def _boot(doc: dict[str, Any]) -> str | None:
     if type(boot) is str and DEVICE_ID.fullmatch(boot):
         return boot
     raise InvalidMessage("bad_field", f"'boot' must be an integer from 0 to 2^63-1 or 1-64 characters of [A-Za-z0-9_-], got {ascii(boot)[:70]}")
+
+
+def _shown(value: Any) -> str:
+    """A value for a rejection's detail: a scalar's repr (cut short), a container's type (a deep one has no repr)."""
+    if value is None or type(value) in (bool, int, float, str):
+        return repr(value)[:40]
+    return type(value).__name__
+
+
+def _deeper_than(doc: Any, limit: int) -> bool:
+    """Whether containers nest more than `limit` levels deep in `doc`, counted level by level (no recursion to exhaust)."""
+    level = [doc]
+    for _ in range(limit):
+        level = [v for c in level for v in (c.values() if type(c) is dict else c) if type(v) is dict or type(v) is list]
+        if not level:
+            return False
+    return True
 
 
 def _str(doc: dict[str, Any], key: str, max_len: int = 128) -> str:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from gateway.protocol import InvalidMessage, SlotSpec, parse_birth, parse_status, parse_telemetry, parse_topic, topic_for
+from gateway.protocol.messages import MAX_DEPTH
 from gateway.readings import is_refill, normalise_level
 
 
@@ -182,3 +183,40 @@ def test_the_published_schemas_take_exactly_the_boots_the_parsers_take() -> None
         # 3.0 is an integer to JSON Schema, and "7\n" matches its `$`: the parsers refuse both (above).
         for boot in (-1, 2**63, 1.5, True, None, "", "x" * 65, "a b", [1]):
             assert not validator(kind).is_valid({**doc, "boot": boot}), (kind, boot)
+
+
+def _deep(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+_BIRTH_BYTES = b'{"v": 1, "model": "m", "kind": "k", "firmware": "1", "slots": [{"slot": "a", "consumable": "c", "unit": "g", "capacity": 1}]'
+_TELEMETRY_BYTES = b'{"v": 1, "seq": 1, "ts": "2026-01-01T00:00:00Z", "levels": {"a": 1}'
+
+
+@pytest.mark.parametrize(
+    ("parse", "payload", "reason", "detail"),
+    [
+        # Within orjson's limit (1,024 levels) and past Python's recursion limit (1,000): a RecursionError
+        # raised while the rejection was worded (the value's repr), logged as a parser bug (parse_error).
+        (parse_status, b'{"v": ' + _deep(1000) + b', "state": "online"}', "bad_version", "protocol version must be 1, got list"),
+        (parse_status, b'{"v": 1, "state": ' + _deep(1000) + b"}", "schema", "message: nested deeper than 32 levels"),
+        (parse_birth, _BIRTH_BYTES[:-1] + b", " + _deep(1020) + b"]}", "schema", "message: nested deeper than 32 levels"),
+        (parse_birth, _BIRTH_BYTES + b', "x": ' + _deep(MAX_DEPTH) + b"}", "schema", "message: nested deeper than 32 levels"),
+        (parse_telemetry, _TELEMETRY_BYTES[:-1] + b', "a": ' + b'{"a": ' * 1000 + b"1" + b"}" * 1000 + b"}}", "schema", "message: nested deeper than 32 levels"),
+        (parse_telemetry, b'{"v": 1, "seq": ' + _deep(1020) + b', "ts": "2026-01-01T00:00:00Z", "levels": {"a": 1}}', "schema", "message: nested deeper than 32 levels"),
+        (parse_telemetry, b'{"v": ' + b'{"a": ' * 1000 + b"1" + b"}" * 1000 + b"}", "bad_version", "protocol version must be 1, got dict"),
+        (parse_telemetry, _TELEMETRY_BYTES + b', "boot": ' + _deep(1000) + b"}", "schema", "message: nested deeper than 32 levels"),  # before the boot's own check words it
+        (parse_birth, _BIRTH_BYTES + b', "boot": ' + _deep(1000) + b"}", "schema", "message: nested deeper than 32 levels"),
+        (parse_telemetry, b'{"v": "' + b"x" * 5000 + b'"}', "bad_version", "protocol version must be 1, got 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+    ],
+)
+def test_a_deeply_nested_document_is_rejected_with_a_reason_not_a_recursion_error(parse: object, payload: bytes, reason: str, detail: str) -> None:
+    with pytest.raises(InvalidMessage) as exc:
+        parse(payload, "d")  # type: ignore[operator]
+    assert (exc.value.reason, str(exc.value)) == (reason, detail)
+
+
+def test_nesting_up_to_the_limit_is_the_schemas_to_judge() -> None:
+    assert parse_birth(_BIRTH_BYTES + b', "x": ' + _deep(MAX_DEPTH - 1) + b"}").model == "m"  # an unknown field: allowed, however nested
+    # The hot path's check vouches for a telemetry message with an unknown field: nothing recurses into it.
+    assert parse_telemetry(_TELEMETRY_BYTES + b', "x": ' + _deep(1000) + b"}").levels == {"a": 1.0}
