@@ -20,6 +20,7 @@ from tests.service.test_forecaster import (
     test_the_prior_fades_as_the_slot_brings_its_own_readings,
     test_time_away_in_the_past_is_not_read_as_slow_use,
 )
+from tests.service.test_hostile_stream import test_hostile_messages_in_a_valid_stream_are_dead_lettered_and_every_valid_reading_stored_once
 from tests.service.test_ingest import test_readings_stored_once_only_with_consent_and_bad_messages_dead_lettered
 from tests.service.test_ingest_settle import (
     test_a_replaced_event_gives_the_new_level_when_levels_do_not,
@@ -55,6 +56,7 @@ __all__ = [
     "test_away_periods_stretch_time_to_empty_by_the_time_away",
     "test_counts_consent_duplicates_sentinels_and_unknown_slots",
     "test_forecasts_are_stored_readable_and_clear_the_dirty_flag",
+    "test_hostile_messages_in_a_valid_stream_are_dead_lettered_and_every_valid_reading_stored_once",
     "test_household_claims_on_the_web_page_with_the_printed_code",
     "test_ingest_goes_on_while_a_long_reduction_runs",
     "test_ingest_only_appends_and_settle_folds_levels_refills_and_dirty",
