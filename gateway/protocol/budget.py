@@ -4,11 +4,32 @@ A device that reports hourly sends 24 messages a day; after a week offline it se
 a burst (168 hourly readings, 2,016 at five-minute intervals). So a device may send `burst`
 messages at once and `per_minute` more each minute after that; what it sends beyond is counted
 and dropped, so that one device's flood costs the others at most a small share of ingest.
+
+Each worker also notes a device over its budget durably, once a minute at most (a dead letter,
+reason `over_budget`, saying how many it dropped since when), and a device whose notes span ten
+minutes of the last hour is over budget persistently: its household is told (SPEC 3, issue 10).
 """
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_BURST", "DEFAULT_PER_MINUTE", "DeviceBudget"]
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+__all__ = [
+    "DEFAULT_BURST",
+    "DEFAULT_PER_MINUTE",
+    "NOTE_EVERY",
+    "PERSISTENT_SPAN",
+    "PERSISTENT_WINDOW",
+    "DeviceBudget",
+    "OverBudget",
+    "OverBudgetNote",
+    "note_detail",
+    "persistently_over_budget",
+    "read_note",
+]
 
 DEFAULT_BURST = 2500  # a week of five-minute readings, with room to spare
 DEFAULT_PER_MINUTE = 60.0  # one a second, sixty times what an hourly device needs
@@ -41,3 +62,59 @@ class DeviceBudget:
             return False
         bucket[0] = tokens - 1.0
         return True
+
+
+NOTE_EVERY = timedelta(minutes=1)  # a worker notes a device over budget at most this often (and logs it)
+PERSISTENT_WINDOW = timedelta(hours=1)  # the notes that count: those of the last hour
+# Notes spanning this long within the window: a device still flooding after ten minutes is no burst
+# after an outage (a week of readings fits its budget) but firmware or settings that misbehave.
+PERSISTENT_SPAN = timedelta(minutes=10)
+_NOTE = re.compile(r"(\d+) messages? dropped since (\S+): ")
+
+
+@dataclass(frozen=True, slots=True)
+class OverBudgetNote:
+    """One worker's note of a device over budget: written `at`, counting `dropped` messages since the first of them, `since`."""
+
+    at: datetime
+    dropped: int
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OverBudget:
+    """A device over its message budget persistently: how many of its messages were dropped since when, as its notes say."""
+
+    device_id: str
+    dropped: int
+    since: datetime
+    last: datetime  # the latest note
+
+
+def note_detail(dropped: int, since: datetime, burst: float, per_minute: float) -> str:
+    """The detail of an `over_budget` dead letter (`read_note` reads it back)."""
+    noun = "message" if dropped == 1 else "messages"
+    return f"{dropped} {noun} dropped since {since.isoformat()}: the device sends more than its budget ({burst:g} at once, then {per_minute:g} a minute)"
+
+
+def read_note(at: datetime, detail: str) -> OverBudgetNote | None:
+    """The note an `over_budget` dead letter written `at` holds, or None when its detail is not one (`note_detail`)."""
+    m = _NOTE.match(detail)
+    if m is None:
+        return None
+    try:
+        since = datetime.fromisoformat(m.group(2))
+    except ValueError:
+        return None
+    return OverBudgetNote(at, int(m.group(1)), since if since.tzinfo is not None else since.replace(tzinfo=at.tzinfo))
+
+
+def persistently_over_budget(device_id: str, notes: Iterable[OverBudgetNote], now: datetime) -> OverBudget | None:
+    """Whether a device's notes (of every worker) show it over budget persistently at `now`: notes of the last hour spanning ten minutes.
+
+    What it reports counts those notes only: the messages dropped since the first of them began.
+    """
+    recent = sorted((n for n in notes if now - PERSISTENT_WINDOW <= n.at <= now), key=lambda n: n.at)
+    if not recent or recent[-1].at - recent[0].at < PERSISTENT_SPAN:
+        return None
+    return OverBudget(device_id, sum(n.dropped for n in recent), min(n.since for n in recent), recent[-1].at)

@@ -32,7 +32,7 @@ from ..metrics import INGEST_LAG, INGEST_LATENCY, QUARANTINED, READINGS, REJECTE
 from ..mqtt import Delivery, IngestConnection
 from ..protocol import DeviceBudget
 from ..storage import GatewayStorage, IngestCounts
-from .pipeline import CHUNK, BirthOp, IngestOptions, Op, Parsed, Parser, RejectOp, StatusOp, TelemetryOp, TelemetryRun
+from .pipeline import CHUNK, BirthOp, IngestOptions, Op, OverBudgetOp, Parsed, Parser, RejectOp, StatusOp, TelemetryOp, TelemetryRun
 
 __all__ = ["Failure", "Ingestor", "failure_kind"]
 
@@ -294,6 +294,8 @@ class Ingestor:
             self.storage.registry.record_status(op.device_id, op.online, op.delivery.received_at)
         elif type(op) is RejectOp:
             self._reject(op.delivery, op.reason, op.detail)
+        elif type(op) is OverBudgetOp:  # each dropped message is counted already, as it was dropped
+            self.storage.dead_letters.add(op.delivery.topic, op.delivery.payload, "over_budget", op.detail, op.delivery.received_at)
 
     def _birth(self, op: BirthOp) -> None:
         # Every worker receives every (retained) birth, so two may insert the same new device at

@@ -23,6 +23,7 @@ from ..protocol import (
     DEFAULT_PER_MINUTE,
     DEFAULT_TOPICS,
     NAME,
+    NOTE_EVERY,
     Birth,
     DeviceBudget,
     DeviceTopic,
@@ -31,6 +32,7 @@ from ..protocol import (
     Topics,
     parse_birth,
     parse_status,
+    note_detail,
     parse_telemetry,
 )
 from ..readings import MAX_AHEAD
@@ -41,6 +43,7 @@ __all__ = [
     "BirthOp",
     "IngestOptions",
     "Op",
+    "OverBudgetOp",
     "Parsed",
     "Parser",
     "RejectOp",
@@ -146,7 +149,15 @@ class RejectOp:
     detail: str
 
 
-Op = TelemetryOp | TelemetryRun | BirthOp | StatusOp | RejectOp
+@dataclass(slots=True)
+class OverBudgetOp:
+    """A note that a device sent more than its budget: kept as a dead letter (`over_budget`), not counted again as rejected."""
+
+    delivery: Delivery  # the dropped message that prompted the note: its topic, and its bytes as a sample
+    detail: str  # how many were dropped since when (gateway.protocol.budget.note_detail)
+
+
+Op = TelemetryOp | TelemetryRun | BirthOp | StatusOp | RejectOp | OverBudgetOp
 
 
 def ordered(ops: Sequence[Op]) -> bool:
@@ -193,7 +204,8 @@ class Parser:
         self.prepare = prepare
         self.budget = budget or DeviceBudget()
         self._cache: dict[str, DeviceTopic | None] = {}  # used by the parse thread only
-        self._over: dict[str, float] = {}  # device -> when its being over budget was last logged
+        # device -> [when it was last noted (service clock), messages dropped since, when the first of them came]
+        self._over: dict[str, list[Any]] = {}
 
     def parse(self, batch: list[Delivery]) -> list[Op]:
         """Each delivery as what to store, or why it is rejected; consecutive telemetry as one prepared `TelemetryRun`.
@@ -218,8 +230,8 @@ class Parser:
                 op = RejectOp(item, "bad_topic", "not a protocol v1 device topic")
             elif not self.budget.allow(topic.device_id, item.arrived):
                 over[topic.suffix] += 1
-                self._note_over_budget(topic.device_id, item.arrived)
-                continue
+                if (op := self._note_over_budget(topic.device_id, item)) is None:
+                    continue
             else:
                 kinds[topic.suffix] += 1
                 try:
@@ -244,14 +256,27 @@ class Parser:
                 OVER_BUDGET.labels(kind).inc(n)
         return coalesced(out)
 
-    def _note_over_budget(self, device_id: str, now: float) -> None:
-        """Log a device over its budget once a minute at most (each dropped message is counted)."""
-        if now - self._over.get(device_id, -1e9) < 60.0:
-            return
-        if len(self._over) > _TOPIC_CACHE:
-            self._over.clear()
-        self._over[device_id] = now
-        log.warning("device %s sends more than its budget (%g at once, %g a minute): its extra messages are dropped", device_id, self.budget.burst, self.budget.rate * 60)
+    def _note_over_budget(self, device_id: str, item: Delivery) -> OverBudgetOp | None:
+        """Count a message dropped over its device's budget; once a minute at most (on the service's clock), a note of how many.
+
+        The note is logged, and stored by a writer as a dead letter (this thread has no database):
+        what a flood costs per dropped message is a dict lookup and an addition.
+        """
+        note = self._over.get(device_id)
+        if note is None:
+            if len(self._over) > _TOPIC_CACHE:
+                self._over.clear()
+            note = self._over[device_id] = [None, 0, item.received_at]
+        if note[1] == 0:
+            note[2] = item.received_at
+        note[1] += 1
+        if note[0] is not None and item.received_at - note[0] < NOTE_EVERY:
+            return None
+        dropped, since = note[1], note[2]
+        note[0], note[1] = item.received_at, 0
+        detail = note_detail(dropped, since, self.budget.burst, self.budget.rate * 60)
+        log.warning("device %s: %s; its extra messages are dropped", device_id, detail)
+        return OverBudgetOp(item, detail)
 
     def _one(self, item: Delivery, topic: DeviceTopic) -> Op | TelemetryIn | None:
         """One delivery on a device topic as an op, or telemetry as it joins a run (None: an empty retained birth clears one)."""

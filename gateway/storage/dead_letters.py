@@ -8,16 +8,23 @@ a reader (controls, bidi overrides) is written as a Python escape, `\\x00` or `\
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 from re import Match
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from ..protocol import OverBudget, OverBudgetNote, persistently_over_budget, read_note
+from ..protocol.budget import PERSISTENT_WINDOW
 from ..protocol.messages import UNSAFE_TEXT
 from .tables import GwDeadLetter
 
 __all__ = ["DeadLetters", "printable"]
+
+_LIKE_SPECIAL = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
 
 _PAYLOAD_KEPT = 4096  # bytes of a rejected payload kept for the operator
 
@@ -69,3 +76,20 @@ class DeadLetters:
         """The most recent rejected messages."""
         with Session(self.engine) as s:
             return list(s.exec(select(GwDeadLetter).order_by(GwDeadLetter.id.desc()).limit(limit)))  # type: ignore[union-attr]
+
+    def over_budget(self, device_ids: Iterable[str], now: datetime) -> dict[str, OverBudget]:
+        """Those of `device_ids` over their message budget persistently at `now`, from every worker's `over_budget` notes of the last hour."""
+        wanted = set(device_ids)
+        if not wanted:
+            return {}
+        d = GwDeadLetter
+        # A note's topic is its device's own (`.../{device_id}/{suffix}`): device ids are [A-Za-z0-9_-], `_` a LIKE wildcard.
+        on_their_topics = sa.or_(*(d.topic.like(f"%/{device.translate(_LIKE_SPECIAL)}/%", escape="\\") for device in sorted(wanted)))  # type: ignore[attr-defined]
+        q = select(d.topic, d.received_at, d.detail).where(d.reason == "over_budget", d.received_at >= now - PERSISTENT_WINDOW, d.received_at <= now, on_their_topics)
+        notes: dict[str, list[OverBudgetNote]] = defaultdict(list)
+        with Session(self.engine) as s:
+            for topic, at, detail in s.exec(q):
+                device = topic.rsplit("/", 2)[-2] if topic.count("/") >= 2 else ""
+                if device in wanted and (note := read_note(at, detail)) is not None:
+                    notes[device].append(note)
+        return {device: found for device, its in notes.items() if (found := persistently_over_budget(device, its, now)) is not None}

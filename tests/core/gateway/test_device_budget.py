@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from gateway.mqtt import Delivery
-from gateway.protocol import Birth, DeviceBudget, SlotSpec, Telemetry, TelemetryIn, Topics
-from gateway.services.pipeline import BirthOp, Parsed, Parser, StatusOp, TelemetryRun, coalesced, ordered
+from gateway.protocol import Birth, DeviceBudget, OverBudget, OverBudgetNote, SlotSpec, Telemetry, TelemetryIn, Topics, note_detail, persistently_over_budget, read_note
+from gateway.services.pipeline import BirthOp, OverBudgetOp, Parsed, Parser, StatusOp, TelemetryRun, coalesced, ordered
 from gateway.storage import PreparedTelemetry
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 BIRTH = Birth("m", "printer.inkjet", "1", (SlotSpec("black", "ink.black", "percent", 100.0),))
 
 
-def _d(topic: str = "t", payload: bytes = b"", arrived: float = 0.0) -> Delivery:
-    return Delivery(topic, payload, 0, NOW, 1, arrived)
+def _d(topic: str = "t", payload: bytes = b"", arrived: float = 0.0, received_at: datetime = NOW) -> Delivery:
+    return Delivery(topic, payload, 0, received_at, 1, arrived)
 
 
 def _run(*devices: str) -> TelemetryRun:
@@ -68,6 +68,70 @@ def test_messages_over_a_devices_budget_are_dropped_and_the_others_parsed() -> N
     tel = b'{"v": 1, "seq": 1, "ts": "2026-11-01T00:00:00Z", "levels": {"black": 40}}'
     flood = [_d(topics.topic("loud", "telemetry"), tel) for _ in range(10)]
     quiet = [_d(topics.topic("quiet", "telemetry"), tel) for _ in range(2)]
-    (run,) = parser.parse(flood + quiet)
-    assert type(run) is TelemetryRun
-    assert [m.device_id for m in run.messages] == ["loud"] * 3 + ["quiet"] * 2
+    loud, note, calm = parser.parse(flood + quiet)
+    assert type(loud) is TelemetryRun and type(note) is OverBudgetOp and type(calm) is TelemetryRun
+    assert [m.device_id for m in loud.messages + calm.messages] == ["loud"] * 3 + ["quiet"] * 2
+
+
+M = timedelta(minutes=1)
+
+
+def _note(minute: float, dropped: int = 100, since: float | None = None) -> OverBudgetNote:
+    return OverBudgetNote(NOW + minute * M, dropped, NOW + (minute if since is None else since) * M)
+
+
+@pytest.mark.parametrize(
+    ("minutes", "now", "expected"),
+    [
+        ([], 0, None),
+        ([0], 0, None),  # one note: a burst
+        ([0, 9], 9, None),  # nine minutes
+        ([0, 10], 10, (200, 0, 10)),  # ten minutes: persistent
+        ([0, 10], 59, (200, 0, 10)),
+        ([0, 10], 60, (200, 0, 10)),  # the window's edge belongs to it
+        ([0, 10], 61, None),  # the first note is older than the hour: what remains spans nothing
+        ([0, 5, 10, 30, 61], 62, (400, 5, 61)),  # an hour back from minute 62: 5, 10, 30, 61
+        ([20, 0, 10], 20, (300, 0, 20)),  # in any order (several workers)
+        ([0, 10, 30], 20, (200, 0, 10)),  # a note after `now` is not yet
+    ],
+)
+def test_a_device_is_over_budget_persistently_when_its_notes_of_the_last_hour_span_ten_minutes(
+    minutes: list[float], now: float, expected: tuple[int, float, float] | None
+) -> None:
+    found = persistently_over_budget("loud", [_note(m) for m in minutes], NOW + now * M)
+    assert found == (None if expected is None else OverBudget("loud", expected[0], NOW + expected[1] * M, NOW + expected[2] * M))
+
+
+def test_what_is_reported_counts_the_notes_and_starts_at_the_first_drop_they_count() -> None:
+    notes = [_note(0, 1), _note(1, 59, since=0.02), _note(12, 600, since=1.5), _note(12.5, 30, since=12.1)]  # two workers' notes
+    assert persistently_over_budget("loud", notes, NOW + 13 * M) == OverBudget("loud", 690, NOW, NOW + 12.5 * M)
+
+
+def test_a_notes_detail_reads_back_and_other_details_are_not_notes() -> None:
+    since = NOW - timedelta(seconds=61.5)
+    detail = note_detail(1234, since, 2500.0, 60.0)
+    assert detail == f"1234 messages dropped since {since.isoformat()}: the device sends more than its budget (2500 at once, then 60 a minute)"
+    assert read_note(NOW, detail) == OverBudgetNote(NOW, 1234, since)
+    assert read_note(NOW, note_detail(1, NOW, 3.0, 0.5)) == OverBudgetNote(NOW, 1, NOW)
+    for other in ("", "payload is not JSON", "12 messages dropped since yesterday: x", "messages dropped since 2026-11-01T00:00:00+00:00: x"):
+        assert read_note(NOW, other) is None, other
+
+
+def test_a_device_over_budget_is_noted_once_a_minute_with_how_many_were_dropped_since_when() -> None:
+    topics = Topics()
+    parser = Parser(topics, lambda msgs: PreparedTelemetry(None, len(msgs), []), DeviceBudget(burst=2, per_minute=1e-6))
+    tel = b'{"v": 1, "seq": 1, "ts": "2026-11-01T00:00:00Z", "levels": {"black": 40}}'
+
+    def loud(seconds: float, n: int = 1) -> list[Delivery]:
+        return [_d(topics.topic("loud", "telemetry"), tel, received_at=NOW + timedelta(seconds=seconds)) for _ in range(n)]
+
+    def notes(ops: list[object]) -> list[str]:
+        return [op.detail for op in ops if type(op) is OverBudgetOp]  # type: ignore[attr-defined]
+
+    first = parser.parse(loud(0, 5))  # two pass, three dropped: the first drop is noted at once
+    assert notes(first) == [note_detail(1, NOW, 2, 1e-6)]
+    assert type(first[0]) is TelemetryRun and type(first[1]) is OverBudgetOp and first[1].delivery.topic == topics.topic("loud", "telemetry")
+    assert notes(parser.parse(loud(30, 10) + loud(59.9))) == [], "not again within the minute"
+    assert notes(parser.parse(loud(60))) == [note_detail(2 + 10 + 1 + 1, NOW, 2, 1e-6)], "the drops since the last note, the first of them at 0 s"
+    assert notes(parser.parse(loud(200))) == [note_detail(1, NOW + timedelta(seconds=200), 2, 1e-6)]
+    assert notes(parser.parse([_d(topics.topic("calm", "telemetry"), tel, received_at=NOW + timedelta(seconds=201))])) == [], "another device has its own budget"
