@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from gateway import Clock, GatewayStorage
+from gateway import Clock, GatewayStorage, OverBudget
 
 from ..households import Consents, ConsentScope, Households
 from ..ordering import OrderActions, OrderQueries
@@ -36,6 +36,8 @@ class Pages:
         device_ids = self.households.device_ids(household)
         devices = {d.device_id: d for d in self.gateway.registry.devices(device_ids)}
         forecasts = self.gateway.forecasts.views(device_ids)
+        # Devices whose extra messages the gateway has dropped for ten minutes or more of the last hour (docs/protocol.md, "rate").
+        over_budget: dict[str, OverBudget] = self.gateway.dead_letters.over_budget(device_ids, self.clock.now())
         rows = [
             {"slot": slot, "forecast": forecasts.get((slot.device_id, slot.slot_id)), "device": devices.get(slot.device_id)}
             for slot in self.gateway.registry.slots(device_ids)
@@ -45,6 +47,7 @@ class Pages:
             "device_ids": device_ids,
             "device_map": devices,
             "consents": self.consents.in_force(device_ids),
+            "over_budget": over_budget,
             "slots": rows,
             "orders": self.queries.for_household(household),
         }

@@ -29,6 +29,7 @@ from tests.service.test_ingest_settle import (
     test_ingest_only_appends_and_settle_folds_levels_refills_and_dirty,
     test_the_database_normalises_exactly_like_normalise_level,
 )
+from tests.service.test_over_budget_notice import test_a_household_is_told_when_its_device_keeps_flooding_and_only_that_household
 from tests.service.test_provisioning import (
     test_household_claims_on_the_web_page_with_the_printed_code,
     test_operator_api_provisions_with_its_token_only,
@@ -57,6 +58,7 @@ __all__ = [
     "test_counts_consent_duplicates_sentinels_and_unknown_slots",
     "test_forecasts_are_stored_readable_and_clear_the_dirty_flag",
     "test_hostile_messages_in_a_valid_stream_are_dead_lettered_and_every_valid_reading_stored_once",
+    "test_a_household_is_told_when_its_device_keeps_flooding_and_only_that_household",
     "test_household_claims_on_the_web_page_with_the_printed_code",
     "test_ingest_goes_on_while_a_long_reduction_runs",
     "test_ingest_only_appends_and_settle_folds_levels_refills_and_dirty",
