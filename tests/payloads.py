@@ -115,16 +115,16 @@ hostile_shapes = st.one_of(st.sampled_from([None, True, False, [], {}, [1], {"":
 hostile_values = st.sampled_from([hostile_strings, hostile_numbers, hostile_nesting, hostile_shapes]).flatmap(lambda kind: kind)
 
 # Every field of every message a device sends the gateway, as a path into its valid template; "*"
-# puts the hostile value in as a key (an odd level key, an unknown field). Births and statuses are
-# also tried with the `device` field, which the templates leave out.
+# puts the hostile value in as a key (an odd level key, an unknown field). The messages are also
+# tried with the `device` and `boot` fields, which the templates leave out.
 HOSTILE_PATHS: dict[str, tuple[tuple[str | int, ...], ...]] = {
     "birth": (
-        ("v",), ("model",), ("kind",), ("firmware",), ("device",), ("slots",), ("slots", 0), ("slots", 1),
+        ("v",), ("model",), ("kind",), ("firmware",), ("device",), ("boot",), ("slots",), ("slots", 0), ("slots", 1),
         ("slots", 0, "slot"), ("slots", 0, "consumable"), ("slots", 0, "unit"), ("slots", 0, "capacity"), ("slots", 1, "fills_up"),
         ("slots", 0, "*"), ("*",),
     ),
     "telemetry": (
-        ("v",), ("seq",), ("ts",), ("device",), ("levels",), ("levels", "toner"), ("levels", "*"), ("events",), ("events", 0),
+        ("v",), ("seq",), ("ts",), ("device",), ("boot",), ("levels",), ("levels", "toner"), ("levels", "*"), ("events",), ("events", 0),
         ("events", 0, "type"), ("events", 0, "slot"), ("events", 0, "level"), ("events", 0, "*"), ("*",),
     ),
     "status": (("v",), ("state",), ("device",), ("*",)),
