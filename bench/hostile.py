@@ -254,7 +254,7 @@ def counters() -> dict[tuple[str, str], float]:
     """The gateway's message counters (received, rejected, over budget, quarantined), by name and label, as prometheus_client's registry has them now."""
     from prometheus_client import REGISTRY
 
-    return {(_COUNTED[s.name], *s.labels.values()): s.value for m in REGISTRY.collect() for s in m.samples if s.name in _COUNTED}
+    return {(_COUNTED[s.name], "/".join(s.labels.values())): s.value for m in REGISTRY.collect() for s in m.samples if s.name in _COUNTED}
 
 
 def counted(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]) -> dict[str, dict[str, int]]:

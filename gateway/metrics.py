@@ -20,11 +20,12 @@ QUARANTINED = Counter(
     "Device messages the database refused even when stored alone, dead-lettered as store_failed, by the error's class",
     ["error"],
 )
-# Each also counts as rejected{reason="over_budget"}; this says which kind of message a device flooded with.
+# Each also counts as rejected{reason="over_budget"}; this says which kind of message a device flooded
+# with, and the device's class (gateway.protocol.device_class: a bounded set, never the device's own text).
 OVER_BUDGET = Counter(
     "replenish_gateway_over_budget_total",
-    "Device messages dropped because their device sent more than its budget (gateway/protocol/budget.py), by kind",
-    ["kind"],
+    "Device messages dropped because their device sent more than its budget (gateway/protocol/budget.py), by message kind and device class",
+    ["kind", "device_class"],
 )
 CLOCK_CORRECTIONS = Counter(
     "replenish_gateway_clock_corrections_total",

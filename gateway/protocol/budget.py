@@ -20,12 +20,14 @@ from datetime import datetime, timedelta
 __all__ = [
     "DEFAULT_BURST",
     "DEFAULT_PER_MINUTE",
+    "DEVICE_CLASSES",
     "NOTE_EVERY",
     "PERSISTENT_SPAN",
     "PERSISTENT_WINDOW",
     "DeviceBudget",
     "OverBudget",
     "OverBudgetNote",
+    "device_class",
     "note_detail",
     "persistently_over_budget",
     "read_note",
@@ -62,6 +64,20 @@ class DeviceBudget:
             return False
         bucket[0] = tokens - 1.0
         return True
+
+
+# The device classes of SPEC 1, as the first part of a birth's `kind` ("printer.laser" is a printer).
+# A metric labelled with a device's own text could be given a new label value per message by one
+# device; these are all the values a label takes, with "other" and "unknown" (no birth seen).
+DEVICE_CLASSES = frozenset({"printer", "fridge", "coffee", "water_filter", "dishwasher", "pet_feeder"})
+
+
+def device_class(kind: str | None) -> str:
+    """The class of a device of this `kind` (a birth's), for labelling a metric: one of DEVICE_CLASSES, "other" or "unknown"."""
+    if kind is None:
+        return "unknown"
+    head = kind.partition(".")[0].lower()
+    return head if head in DEVICE_CLASSES else "other"
 
 
 NOTE_EVERY = timedelta(minutes=1)  # a worker notes a device over budget at most this often (and logs it)

@@ -137,6 +137,12 @@ class Ingestor:
 
     def start(self, timeout: float = 30.0) -> None:
         """Connect, subscribe and start the parsing and writing threads."""
+        # A worker that reconnects to its session is not sent the retained births again: the
+        # registry says which class each known device is of (a flood's metric label).
+        try:
+            self._parser.learn_kinds(self.storage.registry.kinds())
+        except sa.exc.SQLAlchemyError:
+            log.warning("device kinds not read from the registry; floods are labelled by class once births arrive", exc_info=True)
         try:
             self._conn.start(timeout)
         except ConnectionError as exc:

@@ -11,7 +11,7 @@ import logging
 import re
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from ..protocol import (
     InvalidMessage,
     TelemetryIn,
     Topics,
+    device_class,
     parse_birth,
     parse_status,
     note_detail,
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 500  # deliveries the parser takes off the connection at a time
 _TOPIC_CACHE = 100_000  # parsed topics the parser remembers (a fleet's devices repeat theirs)
+_MAX_CLASSES = 1_000_000  # devices whose class the parser remembers; past that it starts afresh
 _UNSEEN: Any = object()
 _SHARE_NAME = re.compile(NAME)
 
@@ -206,6 +208,13 @@ class Parser:
         self._cache: dict[str, DeviceTopic | None] = {}  # used by the parse thread only
         # device -> [when it was last noted (service clock), messages dropped since, when the first of them came]
         self._over: dict[str, list[Any]] = {}
+        self._classes: dict[str, str] = {}  # device -> its class (gateway.protocol.device_class), from births
+
+    def learn_kinds(self, kinds: Mapping[str, str | None]) -> None:
+        """Remember devices' kinds (from births, or the registry at start) to label what they flood with by device class."""
+        if len(self._classes) + len(kinds) > _MAX_CLASSES:
+            self._classes.clear()
+        self._classes.update((device_id, device_class(kind)) for device_id, kind in kinds.items())
 
     def parse(self, batch: list[Delivery]) -> list[Op]:
         """Each delivery as what to store, or why it is rejected; consecutive telemetry as one prepared `TelemetryRun`.
@@ -217,7 +226,7 @@ class Parser:
         deliveries: list[Delivery] = []
         messages: list[TelemetryIn] = []
         kinds: Counter[str] = Counter()
-        over: Counter[str] = Counter()
+        over: Counter[tuple[str, str]] = Counter()  # (message kind, device class) -> messages dropped
         cache = self._cache
         if len(cache) > _TOPIC_CACHE:
             cache.clear()
@@ -229,7 +238,7 @@ class Parser:
             if topic is None:
                 op = RejectOp(item, "bad_topic", "not a protocol v1 device topic")
             elif not self.budget.allow(topic.device_id, item.arrived):
-                over[topic.suffix] += 1
+                over[topic.suffix, self._classes.get(topic.device_id, "unknown")] += 1
                 if (op := self._note_over_budget(topic.device_id, item)) is None:
                     continue
             else:
@@ -252,8 +261,8 @@ class Parser:
             MESSAGES.labels(kind).inc(n)
         if over:
             REJECTED.labels("over_budget").inc(sum(over.values()))
-            for kind, n in over.items():
-                OVER_BUDGET.labels(kind).inc(n)
+            for (kind, cls), n in over.items():
+                OVER_BUDGET.labels(kind, cls).inc(n)
         return coalesced(out)
 
     def _note_over_budget(self, device_id: str, item: Delivery) -> OverBudgetOp | None:
@@ -286,7 +295,11 @@ class Parser:
                 raise InvalidMessage("bad_timestamp", f"'ts' is {telemetry.ts - item.received_at} ahead of the gateway's clock (at most {MAX_AHEAD})")
             return TelemetryIn(topic.device_id, telemetry, item.received_at)
         if topic.suffix == "birth":
-            return BirthOp(item, topic.device_id, parse_birth(item.payload, topic.device_id)) if item.payload else None
+            if not item.payload:
+                return None
+            birth = parse_birth(item.payload, topic.device_id)
+            self.learn_kinds({topic.device_id: birth.kind})
+            return BirthOp(item, topic.device_id, birth)
         if topic.suffix == "status":
             return StatusOp(item, topic.device_id, parse_status(item.payload, topic.device_id))
         return None

@@ -72,6 +72,12 @@ class DeviceRegistry:
         """The model of each device (all, or the given ones) that has announced one."""
         return {d.device_id: d.model for d in self.devices(device_ids) if d.model}
 
+    def kinds(self) -> dict[str, str]:
+        """The kind of every device that has announced one (two columns, for a fleet of any size)."""
+        with Session(self.engine) as s:
+            rows = s.exec(select(GwDevice.device_id, GwDevice.kind).where(GwDevice.kind.is_not(None)))  # type: ignore[union-attr]
+            return {device_id: kind for device_id, kind in rows if kind}
+
     def slots(self, device_ids: Iterable[str]) -> list[GwSlot]:
         """Slots of the given devices."""
         with Session(self.engine) as s:

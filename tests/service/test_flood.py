@@ -23,6 +23,10 @@ def _rejected(reason: str) -> float:
     return REGISTRY.get_sample_value("replenish_gateway_rejected_total", {"reason": reason}) or 0.0
 
 
+def _printer_statuses_dropped() -> float:
+    return REGISTRY.get_sample_value("replenish_gateway_over_budget_total", {"kind": "status", "device_class": "printer"}) or 0.0
+
+
 def _flood(target: MqttTarget, topic: str, n: int) -> None:
     client = new_client(target, "flood-" + uuid.uuid4().hex[:6])
     client.max_inflight_messages_set(1000)
@@ -45,6 +49,7 @@ def test_a_status_flood_does_not_hold_up_other_devices_telemetry(storage: Gatewa
     ingestor = build_ingestor(storage, ManualClock(NOW + timedelta(days=1)), mqtt_target, options)
     ingestor.start()
     over_before = _rejected("over_budget")
+    printers_before = _printer_statuses_dropped()
     flood = threading.Thread(target=_flood, args=(mqtt_target, topics.topic("loud", "status"), 6000))
     try:
         flood.start()
@@ -72,5 +77,7 @@ def test_a_status_flood_does_not_hold_up_other_devices_telemetry(storage: Gatewa
         assert wait_for(lambda: ingestor.pending == 0, timeout=60)
         assert took < 30, f"the quiet devices' 1,000 readings took {took:.1f} s beside the flood"
         assert _rejected("over_budget") - over_before >= 6000 - 2500 - 120, "the flood beyond the loud device's budget is dropped"
+        # Its birth came from the registry (none was published here): the flood is a printer's.
+        assert _printer_statuses_dropped() - printers_before == _rejected("over_budget") - over_before
     finally:
         ingestor.stop()

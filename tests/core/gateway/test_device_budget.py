@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gateway.mqtt import Delivery
-from gateway.protocol import Birth, DeviceBudget, OverBudget, OverBudgetNote, SlotSpec, Telemetry, TelemetryIn, Topics, note_detail, persistently_over_budget, read_note
+from gateway.protocol import Birth, DeviceBudget, device_class, OverBudget, OverBudgetNote, SlotSpec, Telemetry, TelemetryIn, Topics, note_detail, persistently_over_budget, read_note
 from gateway.services.pipeline import BirthOp, OverBudgetOp, Parsed, Parser, StatusOp, TelemetryRun, coalesced, ordered
 from gateway.storage import PreparedTelemetry
 
@@ -71,6 +71,34 @@ def test_messages_over_a_devices_budget_are_dropped_and_the_others_parsed() -> N
     loud, note, calm = parser.parse(flood + quiet)
     assert type(loud) is TelemetryRun and type(note) is OverBudgetOp and type(calm) is TelemetryRun
     assert [m.device_id for m in loud.messages + calm.messages] == ["loud"] * 3 + ["quiet"] * 2
+
+
+@pytest.mark.parametrize(
+    ("kind", "cls"),
+    [("printer.laser", "printer"), ("printer", "printer"), ("Fridge", "fridge"), ("water_filter.jug", "water_filter"), ("toaster", "other"), ("printer\u202e", "other"), ("", "other"), (None, "unknown")],
+)
+def test_a_devices_class_is_the_first_part_of_its_kind_among_a_bounded_few(kind: str | None, cls: str) -> None:
+    assert device_class(kind) == cls
+
+
+def test_a_flood_is_counted_by_message_kind_and_the_class_of_its_device() -> None:
+    from prometheus_client import REGISTRY
+
+    def dropped(kind: str, cls: str) -> float:
+        return REGISTRY.get_sample_value("replenish_gateway_over_budget_total", {"kind": kind, "device_class": cls}) or 0.0
+
+    topics = Topics("class-" + str(id(object())))
+    parser = Parser(topics, lambda msgs: PreparedTelemetry(None, len(msgs), []), DeviceBudget(burst=2, per_minute=1))
+    parser.learn_kinds({"known-fridge": "fridge.combi"})
+    birth = b'{"v": 1, "model": "m", "kind": "printer.laser", "firmware": "1", "slots": [{"slot": "black", "consumable": "toner.black", "unit": "percent", "capacity": 100}]}'
+    status = b'{"v": 1, "state": "online"}'
+    before = {(k, c): dropped(k, c) for k in ("status", "birth") for c in ("printer", "fridge", "unknown")}
+    # "born" announces itself; "known-fridge" is in the registry; "stranger" has no birth anywhere.
+    parser.parse([_d(topics.topic("born", "birth"), birth)] + [_d(topics.topic("born", "status"), status) for _ in range(5)])
+    parser.parse([_d(topics.topic("known-fridge", "status"), status) for _ in range(4)] + [_d(topics.topic("stranger", "status"), status) for _ in range(3)])
+    assert dropped("status", "printer") - before["status", "printer"] == 4  # its birth spent one of two tokens
+    assert dropped("status", "fridge") - before["status", "fridge"] == 2
+    assert dropped("status", "unknown") - before["status", "unknown"] == 1
 
 
 M = timedelta(minutes=1)
