@@ -359,7 +359,8 @@ def phase(backend: str, broker: tuple[str, int], devices: list[str], pattern: st
     # The good telemetry the gateway received: its count of telemetry within budget, less the hostile
     # device's (stored, two readings each, or dead-lettered); what is missing never left the broker.
     received = out["gateway_counted"].get("received", {}).get("telemetry", 0)
-    out["good_received"] = received - out["hostile_stored"] // 2 - sum(out["dead_letters"].values())
+    rejected = sum(n for reason, n in out["dead_letters"].items() if reason != "over_budget")  # a note a minute, not a message
+    out["good_received"] = received - out["hostile_stored"] // 2 - rejected
     out["good_sent"] = per_device * len(devices)
     return out
 
