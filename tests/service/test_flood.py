@@ -76,8 +76,10 @@ def test_a_status_flood_does_not_hold_up_other_devices_telemetry(storage: Gatewa
         flood.join(120)
         assert wait_for(lambda: ingestor.pending == 0, timeout=60)
         assert took < 30, f"the quiet devices' 1,000 readings took {took:.1f} s beside the flood"
-        assert _rejected("over_budget") - over_before >= 6000 - 2500 - 120, "the flood beyond the loud device's budget is dropped"
+        # The flood's client has its PUBACKs once the broker has the messages, not once the gateway
+        # has them (amqtt broadcasts from a queue of its own, seconds behind under load).
+        assert wait_for(lambda: _rejected("over_budget") - over_before >= 6000 - 2500 - 120, timeout=60), "the flood beyond the loud device's budget is dropped"
         # Its birth came from the registry (none was published here): the flood is a printer's.
-        assert _printer_statuses_dropped() - printers_before == _rejected("over_budget") - over_before
+        assert wait_for(lambda: _printer_statuses_dropped() - printers_before == _rejected("over_budget") - over_before)
     finally:
         ingestor.stop()
