@@ -202,16 +202,18 @@ def _broker_clock_ahead(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None
     time.sleep(2.5)  # two passes of the monitor
 
 
-def test_a_persistent_session_is_kept_for_two_weeks_then_deleted(secured: tuple[EmbeddedBroker, EmbeddedAccess], monkeypatch: pytest.MonkeyPatch) -> None:
-    broker, access = secured
+def _worker_away(broker: EmbeddedBroker, access: EmbeddedAccess) -> tuple[Worker, MqttTarget, str]:
+    """A worker subscribed to telemetry and gone again (its session kept), the device `lim-dev`, and its telemetry topic."""
     worker = Worker(MqttTarget(broker.host, broker.port, "replenish-service", "service-secret"), "replenish-gateway-" + uuid.uuid4().hex[:6])
-    device = MqttTarget(broker.host, broker.port, "lim-dev", "device-secret")
-    topic = access.topics.topic("lim-dev", "telemetry")
-
     client = worker.connect()
     client.subscribe(access.topics.every("telemetry"), qos=1)
     time.sleep(0.5)
     Worker.leave(client)
+    return worker, MqttTarget(broker.host, broker.port, "lim-dev", "device-secret"), access.topics.topic("lim-dev", "telemetry")
+
+
+def test_a_persistent_session_is_kept_for_two_weeks_then_deleted(secured: tuple[EmbeddedBroker, EmbeddedAccess], monkeypatch: pytest.MonkeyPatch) -> None:
+    worker, device, topic = _worker_away(*secured)
     _publish_as(device, topic, _telemetry(1, 90))  # queued in the worker's offline session
     _broker_clock_ahead(monkeypatch, 13 * DAY)
     client = worker.connect()
@@ -239,13 +241,7 @@ def test_a_persistent_session_is_kept_for_two_weeks_then_deleted(secured: tuple[
 )
 def test_an_offline_session_holds_what_its_limits_allow_and_the_rest_is_dropped(secured: tuple[EmbeddedBroker, EmbeddedAccess], kept: int) -> None:
     broker, access = secured
-    worker = Worker(MqttTarget(broker.host, broker.port, "replenish-service", "service-secret"), "replenish-gateway-" + uuid.uuid4().hex[:6])
-    device = MqttTarget(broker.host, broker.port, "lim-dev", "device-secret")
-    topic = access.topics.topic("lim-dev", "telemetry")
-    client = worker.connect()
-    client.subscribe(access.topics.every("telemetry"), qos=1)
-    time.sleep(0.5)
-    Worker.leave(client)
+    worker, device, topic = _worker_away(broker, access)
     for seq in range(10, 16):  # queued in the worker's offline session, as far as the limits go
         _publish_as(device, topic, _telemetry(seq, 50))
     client = worker.connect()
