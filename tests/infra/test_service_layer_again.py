@@ -11,6 +11,7 @@ from tests.service.test_boot_identity import (
     test_revision_0006_gives_old_readings_the_empty_boot_and_back,
 )
 from tests.service.test_clock_poisoning import test_one_reading_dated_days_ahead_does_not_date_the_later_ones_in_the_past
+from tests.service.test_flood import test_a_status_flood_does_not_hold_up_other_devices_telemetry
 from tests.service.test_fleet import test_a_fleet_of_a_few_hundred_devices_reaches_the_broker
 from tests.service.test_forecaster import (
     test_a_prior_is_learnt_in_grams_when_households_buy_different_bags,
@@ -50,6 +51,7 @@ __all__ = [
     "test_a_bad_retained_birth_is_dead_lettered_once_across_workers_and_restarts",
     "test_one_reading_dated_days_ahead_does_not_date_the_later_ones_in_the_past",
     "test_a_fleet_of_a_few_hundred_devices_reaches_the_broker",
+    "test_a_status_flood_does_not_hold_up_other_devices_telemetry",
     "test_a_redelivered_message_is_stored_once_with_or_without_a_boot",
     "test_a_prior_is_learnt_in_grams_when_households_buy_different_bags",
     "test_a_replaced_event_gives_the_new_level_when_levels_do_not",

@@ -8,6 +8,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from gateway import Birth, GatewayStorage, IngestOptions, MqttTarget, SlotSpec, Topics
@@ -45,7 +46,7 @@ def test_a_status_flood_does_not_hold_up_other_devices_telemetry(storage: Gatewa
     for d in [*devices, "loud"]:
         storage.registry.record_birth(d, birth, NOW)
         storage.registry.set_store_readings(d, True)
-    options = IngestOptions(client_id="gw-" + uuid.uuid4().hex[:8], topics=topics, mqtt_version=4)
+    options = IngestOptions(client_id="gw-" + uuid.uuid4().hex[:8], topics=topics)  # MQTT 5 where the broker speaks it
     ingestor = build_ingestor(storage, ManualClock(NOW + timedelta(days=1)), mqtt_target, options)
     ingestor.start()
     over_before = _rejected("over_budget")
@@ -69,7 +70,7 @@ def test_a_status_flood_does_not_hold_up_other_devices_telemetry(storage: Gatewa
 
         def stored() -> int:
             with storage.engine.connect() as conn:
-                return int(conn.exec_driver_sql("SELECT count(*) FROM gw_readings WHERE device_id LIKE 'quiet-%'").scalar_one())
+                return int(conn.execute(sa.text("SELECT count(*) FROM gw_readings WHERE device_id LIKE 'quiet-%'")).scalar_one())
 
         assert wait_for(lambda: stored() == len(devices) * 50, timeout=60), f"{stored()} of {len(devices) * 50} stored"
         took = time.monotonic() - started
