@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 
 from gateway import parse_rfc3339
 
-from ..ordering import FulfilmentEvent, NotifyDevice, OrderStatus, after_event, takes_events
+from ..ordering import EndedBy, FulfilmentEvent, NotifyDevice, OrderStatus, after_event, takes_events
 from ..storage import Order, OrderEvent
 
 __all__ = ["EVENT_SCHEMA", "MAX_ORDER_ID", "ORDER_ID_PATTERN", "Event", "EventRejected", "FulfilmentEvents", "parse_event"]
@@ -180,6 +180,8 @@ class FulfilmentEvents:
             if status is not None:
                 log.info("order %s for %s/%s: %s -> %s (%s from %s)", order.id, order.device_id, order.slot_id, order.status, status.value, event.type.value, fulfiller_id)
                 order.status = status.value
+                if status in (OrderStatus.CANCELLED, OrderStatus.OUT_OF_STOCK):
+                    order.ended_by = EndedBy.FULFILMENT  # the need is ordered again, from the next substitute
                 changed = True
             if changed:
                 order.updated_at = now

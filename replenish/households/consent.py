@@ -21,9 +21,9 @@ from gateway import Clock, GatewayStorage
 from ..storage import ConsentRecord
 from .accounts import Households
 
-__all__ = ["CONSENT_WORDING_VERSION", "ConsentScope", "Consents", "Withdrawn", "in_force"]
+__all__ = ["CONSENT_WORDING", "CONSENT_WORDING_VERSION", "ConsentScope", "Consents", "Withdrawn", "in_force"]
 
-CONSENT_WORDING_VERSION = "2026-11-v1"  # bump whenever the consent text on the page changes
+CONSENT_WORDING_VERSION = "2026-12-v2"  # bump whenever CONSENT_WORDING changes: each record keeps the words it was given with
 
 
 class ConsentScope(StrEnum):
@@ -31,6 +31,21 @@ class ConsentScope(StrEnum):
 
     TELEMETRY = "telemetry"  # we may store its levels
     AUTO_ORDER = "auto_order"  # we may place orders
+
+
+# What the household agrees to (or withdraws), word for word, as the page shows it and each record keeps it.
+CONSENT_WORDING: dict[ConsentScope, str] = {
+    ConsentScope.TELEMETRY: (
+        "Store this device's consumable levels and whether it is online, to forecast when each runs out. "
+        "Nothing about what is printed, eaten or drunk is collected. Raw readings are kept for a limited time, "
+        "then reduced to daily figures. Withdrawing stops the storing at once."
+    ),
+    ConsentScope.AUTO_ORDER: (
+        "Place orders for this device's consumables on this household's behalf: with the product, quantity and mode "
+        "chosen for each slot, held for the cancel window or waiting for approval, and never above the monthly budget "
+        "without approval. Withdrawing cancels every order of this device not yet sent to the shop."
+    ),
+}
 
 
 # Told of each withdrawal: the device, the scope withdrawn, and when.
@@ -66,7 +81,7 @@ class Consents:
         self._withdrawn.append(handler)
 
     def set(self, household_id: int, device_id: str, scope: ConsentScope | str, granted: bool, actor: str) -> datetime:
-        """Grant or withdraw one scope; records who, when and which wording; applies at once."""
+        """Grant or withdraw one scope; records who, when and the wording's version and words; applies at once."""
         try:
             scope = ConsentScope(scope)
         except ValueError:
@@ -83,6 +98,7 @@ class Consents:
                     granted=granted,
                     actor=actor,
                     wording_version=CONSENT_WORDING_VERSION,
+                    wording_text=CONSENT_WORDING[scope],
                     at=now,
                 )
             )

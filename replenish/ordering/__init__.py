@@ -2,7 +2,8 @@
 
 from .actions import OrderActions
 from .placing import OrderPlacer, PlanResult
-from .planner import Budget, ForecastFacts, Offer, Placement, Plan, PlanInputs, SlotChoice, need_key, plan
+from .needs import NOT_NOW, EndedBy, NeedOrders, NotNow, need_key, need_orders, not_now_after_cancel, order_key, snoozed
+from .planner import Budget, ForecastFacts, Offer, Placement, Plan, PlanInputs, SlotChoice, plan
 from .policy import Decision, SlotMode, SlotSituation, decide
 from .ports import NotifyDevice, ReleaseOutbox
 from .queries import OrderQueries
@@ -12,11 +13,15 @@ __all__ = [
     "CANCELLABLE",
     "COMMITTED",
     "FINAL",
+    "NOT_NOW",
     "OPEN",
     "Budget",
     "Decision",
+    "EndedBy",
     "ForecastFacts",
     "FulfilmentEvent",
+    "NeedOrders",
+    "NotNow",
     "NotifyDevice",
     "Offer",
     "OrderActions",
@@ -34,6 +39,10 @@ __all__ = [
     "after_event",
     "decide",
     "need_key",
+    "need_orders",
+    "not_now_after_cancel",
+    "order_key",
     "plan",
+    "snoozed",
     "takes_events",
 ]

@@ -9,7 +9,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from ..households import Consents, ConsentScope
-from ..storage import Household, Order
+from ..storage import Household, Order, SlotSetting
+from .needs import EndedBy, NotNow, not_now_after_cancel
 from .ports import NotifyDevice, ReleaseOutbox
 from .status import CANCELLABLE, OrderStatus
 
@@ -34,23 +35,46 @@ class OrderActions:
         return order
 
     def cancel(self, household_id: int, order_id: str, now: datetime) -> Order:
-        """Cancel an order still in its cancel window or waiting for approval."""
+        """Cancel an order still in its cancel window or waiting for approval: "not now" for its slot (ordering.needs)."""
         with Session(self.engine) as s:
             order = self._owned(s, household_id, order_id)
             if order.status not in CANCELLABLE:
                 raise ValueError(f"an order that is {order.status} can no longer be cancelled here")
-            self._set(s, order, OrderStatus.CANCELLED, now, "cancelled by the household")
+            self._set(s, order, OrderStatus.CANCELLED, now, "cancelled by the household", EndedBy.HOUSEHOLD)
+            setting = s.get(SlotSetting, (order.device_id, order.slot_id))
+            if setting is not None and setting.household_id == household_id:
+                level, step = order.reason.get("level_now"), order.reason.get("step") or 0.0
+                not_now = not_now_after_cancel(now, level if isinstance(level, int | float) else None, float(step))
+                setting.not_before, setting.not_above_level = not_now.until, not_now.below
+                s.add(setting)
             s.commit()
             s.refresh(order)
         self.notify(order.device_id, now)
         return order
 
+    def set_not_now(self, household_id: int, device_id: str, slot_id: str, not_now: NotNow | None) -> None:
+        """The household changes (or ends, with None) a slot's "not now"."""
+        with Session(self.engine) as s:
+            setting = s.get(SlotSetting, (device_id, slot_id))
+            if setting is None or setting.household_id != household_id:
+                raise LookupError("no such slot of yours")
+            setting.not_before = not_now.until if not_now else None
+            setting.not_above_level = not_now.below if not_now else None
+            s.add(setting)
+            s.commit()
+
     def approve(self, household_id: int, order_id: str, now: datetime) -> Order:
-        """Approve an order: it is released to fulfilment at once (the approval is the household's check)."""
+        """Approve an order: it is released to fulfilment at once, if its device's auto_order consent still holds."""
         with Session(self.engine) as s:
             order = self._owned(s, household_id, order_id)
             if order.status != OrderStatus.AWAITING_APPROVAL:
                 raise ValueError(f"an order that is {order.status} does not wait for approval")
+            if not self.consents.auto_order([order.device_id]).get(order.device_id, False):
+                # Withdrawal cancels waiting orders at once; this catches one placed in the same instant.
+                self._set(s, order, OrderStatus.CANCELLED, now, "no auto_order consent at approval", EndedBy.CONSENT)
+                s.commit()
+                self.notify(order.device_id, now)
+                raise ValueError("this device's auto_order consent was withdrawn, so the order is cancelled")
             self._release(s, order, now)
             s.commit()
             s.refresh(order)
@@ -63,7 +87,7 @@ class OrderActions:
             q = select(Order).where(Order.device_id == device_id, col(Order.status).in_(list(CANCELLABLE)))
             cancelled = []
             for order in s.exec(q):
-                self._set(s, order, OrderStatus.CANCELLED, now, "auto_order consent withdrawn")
+                self._set(s, order, OrderStatus.CANCELLED, now, "auto_order consent withdrawn", EndedBy.CONSENT)
                 cancelled.append(order.id)
             s.commit()
         if cancelled:
@@ -83,7 +107,7 @@ class OrderActions:
             consent = self.consents.auto_order(sorted({o.device_id for o in due}))
             for order in due:
                 if not consent.get(order.device_id, False):
-                    self._set(s, order, OrderStatus.CANCELLED, now, "no auto_order consent at release")
+                    self._set(s, order, OrderStatus.CANCELLED, now, "no auto_order consent at release", EndedBy.CONSENT)
                     continue
                 self._release(s, order, now)
                 released.append(order.id)
@@ -101,7 +125,9 @@ class OrderActions:
         self.outbox(s, order, household, now)
 
     @staticmethod
-    def _set(s: Session, order: Order, status: OrderStatus, now: datetime, why: str) -> None:
+    def _set(s: Session, order: Order, status: OrderStatus, now: datetime, why: str, ended_by: EndedBy | None = None) -> None:
         log.info("order %s for %s/%s: %s -> %s (%s)", order.id, order.device_id, order.slot_id, order.status, status.value, why)
         order.status, order.updated_at = status.value, now
+        if ended_by is not None:
+            order.ended_by = ended_by.value
         s.add(order)

@@ -16,6 +16,7 @@ from gateway import GatewayStorage
 
 from ..households import Consents, Households
 from ..storage import Fulfiller, Household, Order, Product, SlotSetting
+from .needs import NotNow, need_orders
 from .planner import Budget, Offer, Placement, PlanInputs, SlotChoice, plan
 from .policy import SlotMode
 from .ports import NotifyDevice
@@ -82,7 +83,7 @@ class OrderPlacer:
             fulfillers = {f.id: f for f in s.exec(select(Fulfiller))}
             offers = {p.sku: _offer(p, fulfillers[p.fulfiller_id]) for p in s.exec(select(Product))}
             households = list(s.exec(select(Household)))
-            orders = list(s.exec(select(Order.device_id, Order.slot_id, Order.status, Order.idempotency_key).where(col(Order.device_id).in_(device_ids))))
+            orders = list(s.exec(select(Order.device_id, Order.slot_id, Order.status, Order.need, Order.sku, Order.ended_by).where(col(Order.device_id).in_(device_ids))))
             spent = dict(
                 s.exec(  # type: ignore[call-overload]
                     select(Order.household_id, func.sum(Order.unit_price_cents * Order.quantity))
@@ -91,22 +92,25 @@ class OrderPlacer:
                 ).all()
             )
         return PlanInputs(
-            choices=[SlotChoice(x.household_id, x.device_id, x.slot_id, x.sku, x.quantity, SlotMode(x.mode)) for x in settings],
+            choices=[
+                SlotChoice(x.household_id, x.device_id, x.slot_id, x.sku, x.quantity, SlotMode(x.mode), not_now=_not_now(x)) for x in settings
+            ],
             offers=offers,
             budgets={h.id: Budget(h.id, h.monthly_budget_cents, h.currency, int(spent.get(h.id, 0) or 0)) for h in households if h.id is not None},
             owners=self.households.owners(device_ids),
             auto_order=self.consents.auto_order(device_ids),
             forecasts=self.gateway.forecasts.views(device_ids),
             segments={(sl.device_id, sl.slot_id): sl.segment_start for sl in self.gateway.registry.slots(device_ids)},
-            in_flight={(d, sl) for d, sl, status, _ in orders if status in OPEN},
-            needs_taken={key for _, _, _, key in orders},
+            in_flight={(d, sl) for d, sl, status, *_ in orders if status in OPEN},
+            needs=need_orders((need, status, sku, ended_by) for _, _, status, need, sku, ended_by in orders),
         )
 
     def _place(self, now: datetime, p: Placement) -> Order | None:
         decision = p.decision
         order = Order(
             id=str(uuid.uuid4()),
-            idempotency_key=p.need,
+            idempotency_key=p.key,
+            need=p.need,
             household_id=p.choice.household_id,
             device_id=p.choice.device_id,
             slot_id=p.choice.slot_id,
@@ -116,7 +120,7 @@ class OrderPlacer:
             unit_price_cents=p.offer.unit_price_cents,
             currency=p.offer.currency,
             status=(decision.status or OrderStatus.HELD).value,
-            reason={"summary": decision.reason, "policy": decision.why, "forecast": dict(p.forecast)},
+            reason={"summary": decision.reason, "policy": decision.why, "forecast": dict(p.forecast), "level_now": p.level_now, "step": p.step},
             created_at=now,
             release_at=decision.release_at,
             updated_at=now,
@@ -126,11 +130,15 @@ class OrderPlacer:
                 s.add(order)
                 s.commit()
                 s.refresh(order)
-        except IntegrityError:  # another serving process placed it meanwhile
-            log.info("an order for this need of %s/%s exists already; not placing another", order.device_id, order.slot_id)
+        except IntegrityError:  # another serving process placed this attempt, or an order for the slot, meanwhile
+            log.info("an order for this need or slot of %s/%s exists already; not placing another", order.device_id, order.slot_id)
             return None
         log.info("placed order %s for %s/%s (%s): %s", order.id, order.device_id, order.slot_id, order.status, decision.reason)
         return order
+
+
+def _not_now(setting: SlotSetting) -> NotNow | None:
+    return NotNow(setting.not_before, setting.not_above_level) if setting.not_before is not None else None
 
 
 def _offer(product: Product, fulfiller: Fulfiller) -> Offer:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from .needs import NO_ORDERS, NeedOrders, NotNow, need_key, order_key, snoozed
 from .policy import Decision, SlotMode, SlotSituation, decide
 from .status import OrderStatus
 
-__all__ = ["Budget", "ForecastFacts", "Offer", "Placement", "Plan", "PlanInputs", "SlotChoice", "need_key", "plan"]
+__all__ = ["Budget", "ForecastFacts", "Offer", "Placement", "Plan", "PlanInputs", "SlotChoice", "plan"]
 
 Key = tuple[str, str]  # (device id, slot id)
 
@@ -54,6 +55,8 @@ class SlotChoice:
     sku: str
     quantity: int
     mode: SlotMode
+    substitutes: tuple[str, ...] = ()  # ranked: tried in turn once the chosen product is refused for the need
+    not_now: NotNow | None = None  # the household's last "not now" (a cancel), if any
 
     @property
     def key(self) -> Key:
@@ -94,7 +97,7 @@ class PlanInputs:
     forecasts: Mapping[Key, ForecastFacts]
     segments: Mapping[Key, datetime | None]  # each slot's last refill seen (None: none yet)
     in_flight: Collection[Key]  # slots with an open order
-    needs_taken: Collection[str]  # need keys that already have an order, whatever its status
+    needs: Mapping[str, NeedOrders]  # by need key: what became of the orders placed for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +107,11 @@ class Placement:
     choice: SlotChoice
     offer: Offer
     decision: Decision
-    need: str  # the idempotency key: one order per need (slot and refill segment)
+    need: str  # the slot's need (its refill segment)
+    key: str  # the order's idempotency key: the need's next attempt (needs.order_key)
     forecast: Mapping[str, Any]  # the forecast's explanation, for the order's "why now"
+    level_now: float | None = None  # the slot's level and step when placed: a cancel's "not now" starts from them
+    step: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +122,6 @@ class Plan:
     notices: tuple[tuple[Key, str], ...]  # (slot, reason)
 
 
-def need_key(device_id: str, slot_id: str, segment_start: datetime | None) -> str:
-    """The idempotency key of a slot's current need: its refill segment (SPEC 5: never two orders for one need)."""
-    return f"{device_id}:{slot_id}:{segment_start.astimezone(UTC).isoformat() if segment_start else 'first'}"
-
-
 def plan(inputs: PlanInputs, now: datetime, cancel_window: timedelta, review_every: timedelta) -> Plan:
     """Run the policy over every chosen slot, in order, as the spending of each order placed adds up."""
     spent = {h: b.spent_cents for h, b in inputs.budgets.items()}
@@ -128,23 +129,31 @@ def plan(inputs: PlanInputs, now: datetime, cancel_window: timedelta, review_eve
     notices: list[tuple[Key, str]] = []
     for choice in inputs.choices:
         budget = inputs.budgets.get(choice.household_id)
-        offer = inputs.offers.get(choice.sku)
-        if budget is None or offer is None or inputs.owners.get(choice.device_id) != choice.household_id:
+        if budget is None or inputs.owners.get(choice.device_id) != choice.household_id:
             continue  # the device changed hands: its old settings do not order
         segment = inputs.segments.get(choice.key)
         need = need_key(choice.device_id, choice.slot_id, segment)
+        orders = inputs.needs.get(need, NO_ORDERS)
         fc = inputs.forecasts.get(choice.key)
         if fc is not None and not fc.describes(segment):
             # A refill arrived after this forecast was made (a delivery just installed): its low
             # level is history, and acting on it would send a second parcel for one need.
             fc = None
+        if snoozed(choice.not_now, fc.level_now if fc else None, now):
+            continue  # the household said "not now"
+        # The chosen product, else the first substitute no fulfilment system has refused for this need.
+        offer = next((o for sku in (choice.sku, *choice.substitutes) if sku not in orders.refused and (o := inputs.offers.get(sku))), None)
+        if offer is None:
+            if orders.refused and not orders.live:
+                notices.append((choice.key, f"out of stock or cancelled by the shop: {', '.join(sorted(orders.refused))}, and no substitute left"))
+            continue
         cost = offer.unit_price_cents * choice.quantity
         situation = SlotSituation(
             device_id=choice.device_id,
             slot_id=choice.slot_id,
             mode=choice.mode,
             auto_order_consent=inputs.auto_order.get(choice.device_id, False),
-            open_order=choice.key in inputs.in_flight or need in inputs.needs_taken,
+            open_order=choice.key in inputs.in_flight or orders.live,
             empty_p10=fc.empty_p10 if fc else None,
             empty_p50=fc.empty_p50 if fc else None,
             empty_p90=fc.empty_p90 if fc else None,
@@ -163,7 +172,8 @@ def plan(inputs: PlanInputs, now: datetime, cancel_window: timedelta, review_eve
         if decision.action == "notify":
             notices.append((choice.key, decision.reason))
         elif decision.action == "order":
-            placements.append(Placement(choice, offer, decision, need, dict(fc.explanation) if fc else {}))
+            placement = Placement(choice, offer, decision, need, order_key(need, orders), dict(fc.explanation) if fc else {}, fc.level_now if fc else None, fc.step if fc else 0.0)
+            placements.append(placement)
             if decision.status is OrderStatus.HELD:  # committed money; one waiting for approval is not (yet), as across passes
                 spent[choice.household_id] = spent.get(choice.household_id, 0) + cost
     return Plan(tuple(placements), tuple(notices))

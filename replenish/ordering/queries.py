@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from ..storage import Household, Order
+from ..storage import Household, Order, SlotSetting
+from .needs import NotNow
 from .status import OrderStatus, takes_events
 
 __all__ = ["OrderQueries"]
@@ -46,6 +47,12 @@ class OrderQueries:
                 .limit(limit)
             )
             return [(o, h) for o, h in s.exec(q)]
+
+    def not_now(self, household_id: int) -> dict[tuple[str, str], NotNow]:
+        """The household's slots held by a "not now", by (device, slot)."""
+        with Session(self.engine) as s:
+            q = select(SlotSetting).where(SlotSetting.household_id == household_id, col(SlotSetting.not_before).is_not(None))
+            return {(x.device_id, x.slot_id): NotNow(x.not_before, x.not_above_level) for x in s.exec(q) if x.not_before is not None}
 
     def household(self, household_id: int) -> Household | None:
         """The household an order is for."""

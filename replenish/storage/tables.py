@@ -76,6 +76,7 @@ class ConsentRecord(SQLModel, table=True):
     granted: bool
     actor: str = Field(max_length=254)
     wording_version: str = Field(max_length=32)
+    wording_text: str = Field(sa_column=Column(sa.Text, nullable=False))  # the words the household agreed to or withdrew
     at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
@@ -104,6 +105,9 @@ class SlotSetting(SQLModel, table=True):
     sku: str = Field(foreign_key="products.sku", max_length=64)
     quantity: int = 1
     mode: str = Field(default="auto", max_length=16)  # auto | approve | notify
+    # The household's "not now" (ordering.needs.NotNow): no order before this, unless the level falls to `not_above_level`.
+    not_before: datetime | None = _ts()
+    not_above_level: float | None = None
 
 
 class Fulfiller(SQLModel, table=True):
@@ -120,14 +124,30 @@ class Fulfiller(SQLModel, table=True):
     sandbox: bool = False
 
 
+# The open statuses (ordering.status.OPEN), spelt out for the partial index: storage imports no ordering.
+OPEN_ORDER_SQL = "status IN ('awaiting_approval', 'held', 'released', 'accepted', 'shipped')"
+
+
 class Order(SQLModel, table=True):
     """One order for one need of one slot."""
 
     __tablename__ = "orders"
+    # One open order per slot, whichever process places it (SPEC 2: no duplicate parcels).
+    __table_args__ = (
+        sa.Index(
+            "uq_orders_one_open_per_slot",
+            "device_id",
+            "slot_id",
+            unique=True,
+            postgresql_where=sa.text(OPEN_ORDER_SQL),
+            sqlite_where=sa.text(OPEN_ORDER_SQL),
+        ),
+    )
 
     id: str = Field(primary_key=True, max_length=36)
-    # SPEC 5: never two orders for one need; the key names the need (slot + refill segment).
+    # SPEC 5: never two orders for one need; the key names the need and the attempt (ordering.needs).
     idempotency_key: str = Field(max_length=200, sa_column_kwargs={"unique": True})
+    need: str = Field(max_length=200, index=True)  # the slot's refill segment this order is for
     household_id: int = Field(foreign_key="households.id", index=True)
     device_id: str = Field(max_length=64, index=True)
     slot_id: str = Field(max_length=32)
@@ -144,6 +164,7 @@ class Order(SQLModel, table=True):
     expected_delivery: datetime | None = _ts()
     tracking: str | None = Field(default=None, max_length=128)
     updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    ended_by: str | None = Field(default=None, max_length=16)  # ordering.needs.EndedBy, for an order that ended unmet
 
 
 class OrderEvent(SQLModel, table=True):

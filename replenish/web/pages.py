@@ -1,6 +1,7 @@
 """The household pages: login, devices with levels and forecasts, claims, consent, orders with cancel and approve."""
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,14 @@ from fastapi.templating import Jinja2Templates
 
 from gateway import Clock, GatewayStorage, OverBudget
 
-from ..households import Consents, ConsentScope, Households
-from ..ordering import OrderActions, OrderQueries
+from ..households import CONSENT_WORDING, Consents, ConsentScope, Households
+from ..ordering import NotNow, OrderActions, OrderQueries
 from .auth import check_csrf, csrf_token, household_id, require_household
 
 __all__ = ["Pages", "pages_router"]
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+MAX_NOT_NOW = timedelta(days=90)  # a longer "not now" is a "never": the slot's notify mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,8 @@ class Pages:
             "over_budget": over_budget,
             "slots": rows,
             "orders": self.queries.for_household(household),
+            "not_now": {k: v for k, v in self.queries.not_now(household).items() if v.until > self.clock.now()},
+            "wording": CONSENT_WORDING,
         }
 
 
@@ -122,11 +126,44 @@ def pages_router(pages: Pages) -> APIRouter:
             raise HTTPException(404, "unknown action")
         do = pages.actions.cancel if action == "cancel" else pages.actions.approve
         try:
-            await run_in_threadpool(do, household, order_id, pages.clock.now())
+            order = await run_in_threadpool(do, household, order_id, pages.clock.now())
         except LookupError:
             raise HTTPException(404, "no such order") from None
         except ValueError as exc:
             raise HTTPException(409, str(exc)) from None
+        if action == "cancel":
+            not_now = (await run_in_threadpool(pages.queries.not_now, household)).get((order.device_id, order.slot_id))
+            if not_now is not None:
+                floor = f", unless its level falls to {not_now.below * 100:.0f} %" if not_now.below is not None else ""
+                request.session["flash"] = (
+                    f"Cancelled. Not now: nothing is ordered for {order.device_id} / {order.slot_id} before "
+                    f"{not_now.until:%b %d %H:%M} UTC{floor}. You can change that under Levels."
+                )
+        return RedirectResponse("/", 303)
+
+    @web.post("/slots/{device_id}/{slot_id}/not-now")
+    async def not_now(request: Request, device_id: str, slot_id: str, until: str = Form(""), csrf: str = Form(...)) -> Response:
+        """Move a slot's "not now" to another day (its level floor kept), or end it (`until` empty)."""
+        check_csrf(request, csrf)
+        household = require_household(request)
+        now = pages.clock.now()
+        held = (await run_in_threadpool(pages.queries.not_now, household)).get((device_id, slot_id))
+        if until.strip():
+            try:
+                day = date.fromisoformat(until.strip())
+            except ValueError:
+                raise HTTPException(422, "until is a date, YYYY-MM-DD") from None
+            end = datetime.combine(day, time(), UTC)
+            if not now < end <= now + MAX_NOT_NOW:
+                raise HTTPException(422, f"until is a day after today and at most {MAX_NOT_NOW.days} days ahead")
+            change = NotNow(end, held.below if held else None)
+        else:
+            change = None
+        try:
+            await run_in_threadpool(pages.actions.set_not_now, household, device_id, slot_id, change)
+        except LookupError:
+            raise HTTPException(404, "no such slot of yours") from None
+        request.session["flash"] = f"{device_id} / {slot_id}: " + (f"not ordered before {change.until:%b %d} UTC." if change else "planned again from now.")
         return RedirectResponse("/", 303)
 
     return web

@@ -30,6 +30,14 @@ from tests.service.test_ingest_settle import (
     test_ingest_only_appends_and_settle_folds_levels_refills_and_dirty,
     test_the_database_normalises_exactly_like_normalise_level,
 )
+from tests.service.test_needs import (
+    test_a_cancel_holds_the_slot_for_not_now_then_the_need_is_ordered_again_once,
+    test_approval_rechecks_consent_and_a_need_is_ordered_again_once_consent_is_back,
+    test_revision_0009_gives_old_orders_their_need_and_old_consents_their_words_and_back,
+    test_revision_0009_refuses_a_slot_with_two_open_orders_naming_it,
+    test_the_database_keeps_one_open_order_per_slot,
+    world,
+)
 from tests.service.test_over_budget_notice import test_a_household_is_told_when_its_device_keeps_flooding_and_only_that_household
 from tests.service.test_provisioning import (
     test_household_claims_on_the_web_page_with_the_printed_code,
@@ -48,6 +56,12 @@ from tests.service.test_retention import (
 )
 
 __all__ = [
+    "test_a_cancel_holds_the_slot_for_not_now_then_the_need_is_ordered_again_once",
+    "test_approval_rechecks_consent_and_a_need_is_ordered_again_once_consent_is_back",
+    "test_revision_0009_gives_old_orders_their_need_and_old_consents_their_words_and_back",
+    "test_revision_0009_refuses_a_slot_with_two_open_orders_naming_it",
+    "test_the_database_keeps_one_open_order_per_slot",
+    "world",
     "test_a_bad_retained_birth_is_dead_lettered_once_across_workers_and_restarts",
     "test_one_reading_dated_days_ahead_does_not_date_the_later_ones_in_the_past",
     "test_a_fleet_of_a_few_hundred_devices_reaches_the_broker",

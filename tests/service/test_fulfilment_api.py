@@ -24,8 +24,9 @@ from schemathesis.checks import not_a_server_error
 from sqlmodel import Session
 
 from replenish.bootstrap import Service
+from replenish.households import CONSENT_WORDING, CONSENT_WORDING_VERSION, ConsentScope
 from replenish.settings import Settings
-from replenish.storage import Order
+from replenish.storage import ConsentRecord, Order
 from replenish.web import Pages, create_app
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
@@ -50,9 +51,11 @@ class World:
 
 
 def _order(s: Session, household_id: int, fulfiller_id: str, status: str, n: int) -> str:
+    key = f"need-{n}-{uuid.uuid4().hex}"
     order = Order(
         id=str(uuid.uuid4()),
-        idempotency_key=f"need-{n}-{uuid.uuid4().hex}",
+        idempotency_key=key,
+        need=key,
         household_id=household_id,
         device_id="kitchen-printer",
         slot_id=f"slot-{n}",
@@ -92,6 +95,9 @@ def _world(db_url: str) -> Iterator[World]:
         }
         with Session(service.engine) as s:
             orders = {name: _order(s, household.id, fid, status, n) for n, (name, (fid, status)) in enumerate(start.items())}
+            # Approval re-checks the device's auto_order consent (the device is not claimed here: its record alone).
+            words = CONSENT_WORDING[ConsentScope.AUTO_ORDER]
+            s.add(ConsentRecord(household_id=household.id, device_id="kitchen-printer", scope="auto_order", granted=True, actor="a@example.org", wording_version=CONSENT_WORDING_VERSION, wording_text=words, at=NOW))
             s.commit()
         service.actions.cancel(household.id, orders["cancelled_while_held"], NOW)
         for name in (*VISIBLE, "other_released"):

@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from gateway import MqttTarget
 from replenish.bootstrap import Service
-from replenish.households import ConsentScope
+from replenish.households import CONSENT_WORDING, CONSENT_WORDING_VERSION, ConsentScope
 from replenish.ordering import OrderStatus
 from replenish.settings import Settings
 from replenish.storage import Order, Product
@@ -79,7 +79,7 @@ def test_json_logs_are_one_object_a_line_with_the_exception() -> None:
 
 def _order(service: Service, household_id: int, device_id: str, status: OrderStatus, n: int) -> str:
     order = Order(
-        id=str(uuid.uuid4()), idempotency_key=f"{device_id}:black:{n}", household_id=household_id, device_id=device_id, slot_id="black",
+        id=str(uuid.uuid4()), idempotency_key=f"{device_id}:slot-{n}:first", need=f"{device_id}:slot-{n}:first", household_id=household_id, device_id=device_id, slot_id=f"slot-{n}",
         fulfiller_id="f", sku="SKU-1", quantity=1, unit_price_cents=999, currency="EUR", status=status.value, reason={},
         created_at=NOW, release_at=NOW + timedelta(hours=24) if status is OrderStatus.HELD else None, updated_at=NOW,
     )  # fmt: skip
@@ -113,7 +113,10 @@ def test_withdrawing_auto_order_cancels_the_orders_still_waiting_at_once(sqlite_
         service.consents.set(hh.id, "kitchen-printer", ConsentScope.AUTO_ORDER, False, "c@example.org")
         statuses = {o: service.queries.get(o).status for o in (held, waiting, shipped)}  # type: ignore[union-attr]
         assert statuses == {held: "cancelled", waiting: "cancelled", shipped: "shipped"}, "only what fulfilment has not got is cancelled"
-        history = [(r.scope, r.granted, r.wording_version) for r in service.consents.history(hh.id)]
-        assert history[-2:] == [("telemetry", False, "2026-11-v1"), ("auto_order", False, "2026-11-v1")]
+        history = [(r.scope, r.granted, r.wording_version, r.wording_text) for r in service.consents.history(hh.id)]
+        assert history[-2:] == [
+            ("telemetry", False, CONSENT_WORDING_VERSION, CONSENT_WORDING[ConsentScope.TELEMETRY]),
+            ("auto_order", False, CONSENT_WORDING_VERSION, CONSENT_WORDING[ConsentScope.AUTO_ORDER]),
+        ], "each record keeps the words it was given with"
     finally:
         service.stop()

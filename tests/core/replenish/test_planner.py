@@ -8,9 +8,27 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
+import pytest
+
 from gateway import ForecastView
 from gateway.forecasting import ForecastMethod
-from replenish.ordering import Budget, Offer, OrderStatus, PlanInputs, SlotChoice, SlotMode, need_key, plan
+from replenish.ordering import (
+    Budget,
+    EndedBy,
+    NeedOrders,
+    NotNow,
+    Offer,
+    OrderStatus,
+    PlanInputs,
+    SlotChoice,
+    SlotMode,
+    need_key,
+    need_orders,
+    not_now_after_cancel,
+    order_key,
+    plan,
+    snoozed,
+)
 
 NOW = datetime(2026, 11, 2, 8, tzinfo=UTC)
 REFILL = datetime(2026, 11, 1, 6, tzinfo=UTC)  # the slot's latest refill seen
@@ -64,7 +82,7 @@ def _inputs(choices: list[SlotChoice], forecasts: dict[tuple[str, str], Forecast
         forecasts=forecasts if forecasts is not None else {c.key: Forecast(DUE, DUE + DAY, DUE + 3 * DAY) for c in choices},
         segments={c.key: REFILL for c in choices},
         in_flight=set(),
-        needs_taken=set(),
+        needs={},
     )
     base.update(kw)
     return PlanInputs(**base)
@@ -194,13 +212,74 @@ def test_a_slot_with_an_order_in_flight_places_nothing() -> None:
     assert result.placements == () and result.notices == ()
 
 
-def test_a_need_that_already_has_an_order_in_any_status_places_nothing_but_an_earlier_need_does_not_block() -> None:
+def test_a_need_whose_order_is_live_or_delivered_places_nothing_but_an_earlier_need_does_not_block() -> None:
     choice = _choice()
     this_need = need_key("printer-1", "black", REFILL)
-    assert _run(_inputs([choice], needs_taken={this_need})).placements == ()
-    earlier_need = need_key("printer-1", "black", REFILL - 20 * DAY)
-    (p,) = _run(_inputs([choice], needs_taken={earlier_need, need_key("printer-1", "black", None)})).placements
-    assert p.need == this_need
+    for status in ("held", "awaiting_approval", "shipped", "delivered"):  # a delivered spare not yet installed is stock
+        assert _run(_inputs([choice], needs=need_orders([(this_need, status, "INK-BK", None)]))).placements == (), status
+    earlier = need_orders([(need_key("printer-1", "black", REFILL - 20 * DAY), "delivered", "INK-BK", None), (need_key("printer-1", "black", None), "delivered", "INK-BK", None)])
+    (p,) = _run(_inputs([choice], needs=earlier)).placements
+    assert (p.need, p.key) == (this_need, this_need), "the first order for a need is keyed by the need itself"
+
+
+def test_the_orders_of_a_need_sum_up_to_attempts_liveness_and_the_products_refused() -> None:
+    rows = [
+        ("a", "cancelled", "INK-BK", "household"),
+        ("a", "out_of_stock", "INK-BK", "fulfilment"),
+        ("a", "cancelled", "INK-C", "fulfilment"),
+        ("b", "cancelled", "INK-BK", "consent"),
+        ("b", "held", "INK-BK", None),
+    ]
+    assert need_orders(rows) == {"a": NeedOrders(3, False, frozenset({"INK-BK", "INK-C"})), "b": NeedOrders(2, True, frozenset())}
+    assert [order_key("n", NeedOrders(k, False, frozenset())) for k in (0, 1, 2)] == ["n", "n#2", "n#3"]
+
+
+def test_a_cancel_ends_the_order_not_the_need_the_slot_is_planned_again_after_not_now() -> None:
+    choice = _choice()
+    need = need_key("printer-1", "black", REFILL)
+    cancelled = need_orders([(need, "cancelled", "INK-BK", EndedBy.HOUSEHOLD)])
+    not_now = not_now_after_cancel(NOW - DAY, level=0.2, step=0.1)
+    assert not_now == NotNow(NOW + 2 * DAY, 0.1)
+    snoozing = replace(choice, not_now=not_now)
+    assert _run(_inputs([snoozing], needs=cancelled)).placements == (), "not now: three days, or until another step is gone"
+    lower = {choice.key: Forecast(DUE, DUE + DAY, DUE + 3 * DAY, level_now=0.1)}
+    (p,) = _run(_inputs([snoozing], lower, needs=cancelled)).placements
+    assert (p.need, p.key) == (need, need + "#2"), "the level fell another step: the need is ordered again, as its second attempt"
+    (p,) = plan(_inputs([snoozing], needs=cancelled), NOW + 2 * DAY, CANCEL_WINDOW, REVIEW).placements
+    assert p.key == need + "#2", "three days on, the slot is planned again"
+
+
+def test_not_now_holds_until_its_date_or_a_level_at_or_below_its_floor() -> None:
+    hold = NotNow(NOW + DAY, 0.3)
+    assert snoozed(hold, 0.31, NOW) and not snoozed(hold, 0.3, NOW) and not snoozed(hold, 0.5, NOW + DAY)
+    assert snoozed(NotNow(NOW + DAY, None), 0.0, NOW), "without a floor only the date counts"
+    assert snoozed(hold, None, NOW) and not snoozed(None, 0.9, NOW)
+    assert not_now_after_cancel(NOW, None, 0.1) == NotNow(NOW + 3 * DAY, None)
+    assert not_now_after_cancel(NOW, 0.55, 0.01).below == pytest.approx(0.45), "finer than 10 % steps: another 10 %"
+    assert not_now_after_cancel(NOW, 0.1, 0.25).below == 0.0
+
+
+def test_an_out_of_stock_need_is_ordered_again_from_the_next_substitute_or_told_when_none_is_left() -> None:
+    choice = replace(_choice(), substitutes=("INK-C",))
+    need = need_key("printer-1", "black", REFILL)
+    refused = need_orders([(need, "out_of_stock", "INK-BK", EndedBy.FULFILMENT)])
+    (p,) = _run(_inputs([choice], needs=refused)).placements
+    assert (p.offer.sku, p.key) == ("INK-C", need + "#2")
+    both = need_orders([(need, "out_of_stock", "INK-BK", EndedBy.FULFILMENT), (need, "cancelled", "INK-C", EndedBy.FULFILMENT)])
+    result = _run(_inputs([choice], needs=both))
+    assert result.placements == () and [k for k, _ in result.notices] == [choice.key]
+    assert "no substitute left" in result.notices[0][1]
+    consent_gone = need_orders([(need, "cancelled", "INK-BK", EndedBy.CONSENT)])
+    (p,) = _run(_inputs([choice], needs=consent_gone)).placements
+    assert p.offer.sku == "INK-BK", "an order cancelled for consent refuses no product: consent given again, it is ordered again"
+
+
+def test_a_crash_between_deciding_and_committing_places_the_same_key_again() -> None:
+    choice = _choice()
+    need = need_key("printer-1", "black", REFILL)
+    for needs in ({}, need_orders([(need, "cancelled", "INK-BK", EndedBy.FULFILMENT)])):
+        first, again = _run(_inputs([choice], needs=needs)).placements, _run(_inputs([choice], needs=needs)).placements
+        assert [p.key for p in first] == [p.key for p in again], "two passes over the same records derive the same key: the database keeps one"
 
 
 def test_a_notify_slot_yields_a_notice_not_a_placement_even_without_auto_order_consent() -> None:
