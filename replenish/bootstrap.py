@@ -43,6 +43,7 @@ from gateway import (
 )
 
 from .catalog import Catalog
+from .events import ConsentChanged, MessageBus, OrderChanged
 from .fulfilment import Fulfillers, FulfilmentEvents, OutboxDispatcher, enqueue_release
 from .households import Consents, Households
 from .notifications import DeviceNotices
@@ -198,14 +199,17 @@ class Service:
         self.access = build_access(s, self.engine, self.clock)
         self.provisioner = Provisioner(self.engine, self.gateway, self.access, self.clock, reserved_usernames(s)) if self.access is not None else None
         self.notices = DeviceNotices(self.queries, None)  # its notifier comes with the broker, at start
-        self.consents = Consents(self.engine, self.households, self.gateway, self.clock)
-        self.actions = OrderActions(self.engine, self.consents, enqueue_release, self.notices.notify)
-        self.consents.on_withdrawn(self.actions.on_consent_withdrawn)
+        # Domain events, each handled here, once (replenish.events): a new rule is one more subscription.
+        self.bus = MessageBus()
+        self.consents = Consents(self.engine, self.households, self.gateway, self.clock, self.bus)
+        self.actions = OrderActions(self.engine, self.consents, enqueue_release, self.bus)
         self.placer = OrderPlacer(
-            self.engine, self.gateway, self.households, self.consents, self.notices.notify,
+            self.engine, self.gateway, self.households, self.consents, self.bus,
             cancel_window=timedelta(hours=s.cancel_window_hours), review_every=timedelta(seconds=s.tick_seconds * self.clock.speed),
         )  # fmt: skip
-        self.events = FulfilmentEvents(self.engine, self.notices.notify)
+        self.events = FulfilmentEvents(self.engine, self.bus)
+        self.bus.subscribe(ConsentChanged, self.actions.on_consent_changed)  # auto_order withdrawn: waiting orders cancelled
+        self.bus.subscribe(OrderChanged, lambda e: self.notices.notify(e.device_id, e.at))  # the device told where its orders stand
         self.forecaster = Forecaster(self.gateway.registry, self.gateway.forecasts)
         self.http = httpx.Client()
         self.outbox = OutboxDispatcher(self.engine, WallClock(), self.http)

@@ -23,7 +23,8 @@ from sqlmodel import Session, select
 
 from gateway import parse_rfc3339
 
-from ..ordering import EndedBy, FulfilmentEvent, NotifyDevice, OrderStatus, after_event, takes_events
+from ..events import MessageBus
+from ..ordering import EndedBy, FulfilmentEvent, OrderStatus, after_event, changed, takes_events
 from ..storage import Order, OrderEvent
 
 __all__ = ["EVENT_SCHEMA", "MAX_ORDER_ID", "ORDER_ID_PATTERN", "Event", "EventRejected", "FulfilmentEvents", "parse_event"]
@@ -153,9 +154,9 @@ def _check_order_id(order_id: str) -> None:
 class FulfilmentEvents:
     """Applies what fulfilment systems report to their own orders."""
 
-    def __init__(self, engine: Engine, notify: NotifyDevice) -> None:
+    def __init__(self, engine: Engine, bus: MessageBus) -> None:
         self.engine = engine
-        self.notify = notify
+        self.bus = bus
 
     def apply(self, fulfiller_id: str, order_id: str, body: Any, now: datetime) -> tuple[Order, bool]:
         """Apply one event (a decoded JSON body); returns the order and whether anything changed."""
@@ -171,7 +172,7 @@ class FulfilmentEvents:
             if seen is not None:
                 return order, False
             s.add(OrderEvent(order_id=order_id, event_id=event.event_id, type=event.type.value, at=at, received_at=now, payload=body))
-            changed = event.eta is not None or bool(event.tracking)
+            moved = event.eta is not None or bool(event.tracking)
             if event.eta is not None:
                 order.expected_delivery = event.eta
             if event.tracking:
@@ -182,8 +183,8 @@ class FulfilmentEvents:
                 order.status = status.value
                 if status in (OrderStatus.CANCELLED, OrderStatus.OUT_OF_STOCK):
                     order.ended_by = EndedBy.FULFILMENT  # the need is ordered again, from the next substitute
-                changed = True
-            if changed:
+                moved = True
+            if moved:
                 order.updated_at = now
                 s.add(order)
             try:
@@ -192,6 +193,6 @@ class FulfilmentEvents:
                 s.rollback()
                 return order, False
             s.refresh(order)
-        if changed:
-            self.notify(order.device_id, now)
-        return order, changed
+        if moved:
+            self.bus.publish(changed(order, now))
+        return order, moved

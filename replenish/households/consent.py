@@ -1,15 +1,15 @@
 """Consent per device and scope (SPEC 4): explicit grants, an audit record of each, withdrawal at once.
 
 The rule of which consent is in force is pure (`in_force`): the latest record per (device, scope)
-wins, and none means not given. `Consents` records grants and withdrawals and tells the rest of
-the product: the gateway stops storing readings without `telemetry`, and whoever subscribed to
-withdrawals hears of each (ordering cancels the orders still waiting in their cancel window or for
-approval when `auto_order` goes).
+wins, and none means not given. `Consents` records grants and withdrawals, tells the gateway at
+once whether to store readings (`telemetry`), and publishes each change on the message bus
+(`replenish.events.ConsentChanged`): ordering cancels the orders still waiting in their cancel
+window or for approval when `auto_order` goes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 
@@ -18,10 +18,11 @@ from sqlmodel import Session, col, select
 
 from gateway import Clock, GatewayStorage
 
+from ..events import ConsentChanged, MessageBus
 from ..storage import ConsentRecord
 from .accounts import Households
 
-__all__ = ["CONSENT_WORDING", "CONSENT_WORDING_VERSION", "ConsentScope", "Consents", "Withdrawn", "in_force"]
+__all__ = ["CONSENT_WORDING", "CONSENT_WORDING_VERSION", "ConsentScope", "Consents", "in_force"]
 
 CONSENT_WORDING_VERSION = "2026-12-v2"  # bump whenever CONSENT_WORDING changes: each record keeps the words it was given with
 
@@ -48,10 +49,6 @@ CONSENT_WORDING: dict[ConsentScope, str] = {
 }
 
 
-# Told of each withdrawal: the device, the scope withdrawn, and when.
-Withdrawn = Callable[[str, "ConsentScope", datetime], object]
-
-
 def in_force(records: Iterable[tuple[str, str, bool]]) -> dict[tuple[str, ConsentScope], bool]:
     """The consent in force per (device, scope), from (device, scope, granted) records oldest first."""
     out: dict[tuple[str, ConsentScope], bool] = {}
@@ -69,16 +66,13 @@ class Consents:
         households: Households,
         gateway: GatewayStorage,
         clock: Clock,
+        bus: MessageBus,
     ) -> None:
         self.engine = engine
         self.households = households
         self.gateway = gateway
         self.clock = clock
-        self._withdrawn: list[Withdrawn] = []
-
-    def on_withdrawn(self, handler: Withdrawn) -> None:
-        """Tell `handler` of every withdrawal from now on."""
-        self._withdrawn.append(handler)
+        self.bus = bus
 
     def set(self, household_id: int, device_id: str, scope: ConsentScope | str, granted: bool, actor: str) -> datetime:
         """Grant or withdraw one scope; records who, when and the wording's version and words; applies at once."""
@@ -103,11 +97,9 @@ class Consents:
                 )
             )
             s.commit()
-        if scope is ConsentScope.TELEMETRY:
+        if scope is ConsentScope.TELEMETRY:  # the consent's own effect, not a handler's: it must not be skipped
             self.gateway.registry.set_store_readings(device_id, granted)
-        if not granted:
-            for handler in self._withdrawn:
-                handler(device_id, scope, now)
+        self.bus.publish(ConsentChanged(household_id, device_id, scope.value, granted, now))
         return now
 
     def in_force(self, device_ids: list[str]) -> dict[tuple[str, ConsentScope], bool]:

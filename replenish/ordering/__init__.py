@@ -1,11 +1,11 @@
 """Ordering: the pure policy and planner, the order status machine, and the services that place and release orders."""
 
-from .actions import OrderActions
+from .actions import OrderActions, changed
 from .placing import OrderPlacer, PlanResult
 from .needs import NOT_NOW, EndedBy, NeedOrders, NotNow, need_key, need_orders, not_now_after_cancel, order_key, snoozed
 from .planner import Budget, ForecastFacts, Offer, Placement, Plan, PlanInputs, SlotChoice, plan
 from .policy import Decision, SlotMode, SlotSituation, decide
-from .ports import NotifyDevice, ReleaseOutbox
+from .ports import ReleaseOutbox
 from .queries import OrderQueries
 from .status import CANCELLABLE, COMMITTED, FINAL, OPEN, FulfilmentEvent, OrderStatus, after_event, takes_events
 
@@ -22,7 +22,6 @@ __all__ = [
     "FulfilmentEvent",
     "NeedOrders",
     "NotNow",
-    "NotifyDevice",
     "Offer",
     "OrderActions",
     "OrderPlacer",
@@ -37,6 +36,7 @@ __all__ = [
     "SlotMode",
     "SlotSituation",
     "after_event",
+    "changed",
     "decide",
     "need_key",
     "need_orders",

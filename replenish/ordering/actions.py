@@ -8,25 +8,31 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from ..events import ConsentChanged, MessageBus, OrderChanged
 from ..households import Consents, ConsentScope
 from ..storage import Household, Order, SlotSetting
 from .needs import EndedBy, NotNow, not_now_after_cancel
-from .ports import NotifyDevice, ReleaseOutbox
+from .ports import ReleaseOutbox
 from .status import CANCELLABLE, OrderStatus
 
-__all__ = ["OrderActions"]
+__all__ = ["OrderActions", "changed"]
 
 log = logging.getLogger(__name__)
 
 
-class OrderActions:
-    """Cancel, approve and release orders; each change is one transaction, and the device is told after."""
+def changed(order: Order, now: datetime) -> OrderChanged:
+    """The event of an order's new status, to publish once it has committed."""
+    return OrderChanged(order.id, order.device_id, order.slot_id, order.status, order.ended_by, now)
 
-    def __init__(self, engine: Engine, consents: Consents, outbox: ReleaseOutbox, notify: NotifyDevice) -> None:
+
+class OrderActions:
+    """Cancel, approve and release orders; each change is one transaction, published on the bus after it."""
+
+    def __init__(self, engine: Engine, consents: Consents, outbox: ReleaseOutbox, bus: MessageBus) -> None:
         self.engine = engine
         self.consents = consents
         self.outbox = outbox
-        self.notify = notify
+        self.bus = bus
 
     def _owned(self, s: Session, household_id: int, order_id: str) -> Order:
         order = s.get(Order, order_id)
@@ -49,7 +55,7 @@ class OrderActions:
                 s.add(setting)
             s.commit()
             s.refresh(order)
-        self.notify(order.device_id, now)
+        self.bus.publish(changed(order, now))
         return order
 
     def set_not_now(self, household_id: int, device_id: str, slot_id: str, not_now: NotNow | None) -> None:
@@ -73,36 +79,35 @@ class OrderActions:
                 # Withdrawal cancels waiting orders at once; this catches one placed in the same instant.
                 self._set(s, order, OrderStatus.CANCELLED, now, "no auto_order consent at approval", EndedBy.CONSENT)
                 s.commit()
-                self.notify(order.device_id, now)
+                s.refresh(order)
+                self.bus.publish(changed(order, now))
                 raise ValueError("this device's auto_order consent was withdrawn, so the order is cancelled")
             self._release(s, order, now)
             s.commit()
             s.refresh(order)
-        self.notify(order.device_id, now)
+        self.bus.publish(changed(order, now))
         return order
 
     def cancel_open_for_device(self, device_id: str, now: datetime) -> list[str]:
         """Cancel every order of the device not yet released (its `auto_order` consent was withdrawn)."""
-        with Session(self.engine) as s:
+        with Session(self.engine, expire_on_commit=False) as s:
             q = select(Order).where(Order.device_id == device_id, col(Order.status).in_(list(CANCELLABLE)))
-            cancelled = []
-            for order in s.exec(q):
+            cancelled = list(s.exec(q))
+            for order in cancelled:
                 self._set(s, order, OrderStatus.CANCELLED, now, "auto_order consent withdrawn", EndedBy.CONSENT)
-                cancelled.append(order.id)
             s.commit()
-        if cancelled:
-            self.notify(device_id, now)
-        return cancelled
+        self.bus.publish(*(changed(o, now) for o in cancelled))
+        return [o.id for o in cancelled]
 
-    def on_consent_withdrawn(self, device_id: str, scope: ConsentScope, now: datetime) -> None:
-        """SPEC 4: a withdrawal takes effect at once, also for orders waiting in their cancel window."""
-        if scope is ConsentScope.AUTO_ORDER:
-            self.cancel_open_for_device(device_id, now)
+    def on_consent_changed(self, event: ConsentChanged) -> None:
+        """SPEC 4: withdrawing auto_order takes effect at once, also for orders waiting in their cancel window."""
+        if event.scope == ConsentScope.AUTO_ORDER and not event.granted:
+            self.cancel_open_for_device(event.device_id, event.at)
 
     def release_due(self, now: datetime) -> list[str]:
         """Release held orders whose cancel window has passed, with their webhook, in one transaction."""
         released: list[str] = []
-        with Session(self.engine) as s:
+        with Session(self.engine, expire_on_commit=False) as s:
             due = list(s.exec(select(Order).where(Order.status == OrderStatus.HELD, col(Order.release_at) <= now).with_for_update(skip_locked=True)))
             consent = self.consents.auto_order(sorted({o.device_id for o in due}))
             for order in due:
@@ -112,9 +117,7 @@ class OrderActions:
                 self._release(s, order, now)
                 released.append(order.id)
             s.commit()
-            devices = {o.device_id for o in due}
-        for device_id in sorted(devices):
-            self.notify(device_id, now)
+        self.bus.publish(*(changed(o, now) for o in due))
         return released
 
     def _release(self, s: Session, order: Order, now: datetime) -> None:

@@ -14,12 +14,13 @@ from sqlmodel import Session, col, select
 
 from gateway import GatewayStorage
 
+from ..events import MessageBus
 from ..households import Consents, Households
 from ..storage import Fulfiller, Household, Order, Product, SlotSetting
 from .needs import NotNow, need_orders
 from .planner import Budget, Offer, Placement, PlanInputs, SlotChoice, plan
 from .policy import SlotMode
-from .ports import NotifyDevice
+from .actions import changed
 from .status import COMMITTED, OPEN, OrderStatus
 
 __all__ = ["OrderPlacer", "PlanResult"]
@@ -48,7 +49,7 @@ class OrderPlacer:
         gateway: GatewayStorage,
         households: Households,
         consents: Consents,
-        notify: NotifyDevice,
+        bus: MessageBus,
         cancel_window: timedelta,
         review_every: timedelta,
     ) -> None:
@@ -56,7 +57,7 @@ class OrderPlacer:
         self.gateway = gateway
         self.households = households
         self.consents = consents
-        self.notify = notify
+        self.bus = bus
         self.cancel_window = cancel_window
         self.review_every = review_every
 
@@ -69,8 +70,7 @@ class OrderPlacer:
         for (device_id, slot_id), reason in result.notices:
             log.info("notify-only slot %s/%s: %s", device_id, slot_id, reason)
         placed = [o for p in result.placements if (o := self._place(now, p)) is not None]
-        for device_id in sorted({o.device_id for o in placed}):
-            self.notify(device_id, now)
+        self.bus.publish(*(changed(o, now) for o in placed))
         return PlanResult(tuple(o.id for o in placed), tuple(f"{d}/{s}" for (d, s), _ in result.notices))
 
     def load(self, now: datetime) -> PlanInputs | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
@@ -10,10 +9,7 @@ from sqlmodel import Session
 
 from ..storage import Household, Order
 
-__all__ = ["NotifyDevice", "ReleaseOutbox"]
-
-# Tell a device where the orders of its slots stand (`notifications.DeviceNotices.notify`).
-NotifyDevice = Callable[[str, datetime], None]
+__all__ = ["ReleaseOutbox"]
 
 
 class ReleaseOutbox(Protocol):
