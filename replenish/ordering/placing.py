@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -127,6 +127,8 @@ class OrderPlacer:
         )
         try:
             with Session(self.engine) as s:
+                if order.status == OrderStatus.HELD:
+                    self._within_budget(s, order, now)
                 s.add(order)
                 s.commit()
                 s.refresh(order)
@@ -135,6 +137,27 @@ class OrderPlacer:
             return None
         log.info("placed order %s for %s/%s (%s): %s", order.id, order.device_id, order.slot_id, order.status, decision.reason)
         return order
+
+
+    @staticmethod
+    def _within_budget(s: Session, order: Order, now: datetime) -> None:
+        """Hold the order only if the household's month still has room once every committed order is counted; else it waits for approval.
+
+        The plan counted the spending it loaded; another serving process may have committed orders
+        since. So the transaction first writes the household's row (its budget, unchanged): that
+        locks the row on PostgreSQL and takes SQLite's one write lock, and a second placement for
+        the household waits there until the first has committed, then counts it.
+        """
+        s.exec(update(Household).where(col(Household.id) == order.household_id).values(monthly_budget_cents=Household.monthly_budget_cents))  # type: ignore[call-overload]
+        household = s.exec(select(Household).where(Household.id == order.household_id)).one()
+        spent = s.exec(
+            select(func.coalesce(func.sum(col(Order.unit_price_cents) * col(Order.quantity)), 0)).where(
+                Order.household_id == order.household_id, col(Order.status).in_(list(COMMITTED)), col(Order.created_at) >= _month_start(now)
+            )
+        ).one()
+        if int(spent) + order.unit_price_cents * order.quantity > household.monthly_budget_cents:
+            order.status, order.release_at = OrderStatus.AWAITING_APPROVAL.value, None
+            order.reason = {**order.reason, "summary": f"{order.reason['summary']}; over the monthly budget once other orders placed meanwhile were counted, so it waits for approval"}
 
 
 def _not_now(setting: SlotSetting) -> NotNow | None:

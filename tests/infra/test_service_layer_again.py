@@ -36,6 +36,7 @@ from tests.service.test_needs import (
     test_revision_0009_gives_old_orders_their_need_and_old_consents_their_words_and_back,
     test_revision_0009_refuses_a_slot_with_two_open_orders_naming_it,
     test_the_database_keeps_one_open_order_per_slot,
+    test_two_processes_placing_at_once_never_hold_more_than_the_budget,
     world,
 )
 from tests.service.test_over_budget_notice import test_a_household_is_told_when_its_device_keeps_flooding_and_only_that_household
@@ -61,6 +62,7 @@ __all__ = [
     "test_revision_0009_gives_old_orders_their_need_and_old_consents_their_words_and_back",
     "test_revision_0009_refuses_a_slot_with_two_open_orders_naming_it",
     "test_the_database_keeps_one_open_order_per_slot",
+    "test_two_processes_placing_at_once_never_hold_more_than_the_budget",
     "world",
     "test_a_bad_retained_birth_is_dead_lettered_once_across_workers_and_restarts",
     "test_one_reading_dated_days_ahead_does_not_date_the_later_ones_in_the_past",
