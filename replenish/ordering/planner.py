@@ -141,10 +141,14 @@ def plan(inputs: PlanInputs, now: datetime, cancel_window: timedelta, review_eve
             fc = None
         if snoozed(choice.not_now, fc.level_now if fc else None, now):
             continue  # the household said "not now"
-        # The chosen product, else the first substitute no fulfilment system has refused for this need.
-        offer = next((o for sku in (choice.sku, *choice.substitutes) if sku not in orders.refused and (o := inputs.offers.get(sku))), None)
+        # The chosen product, else the first substitute no fulfilment system has refused for this need,
+        # priced in the household's currency (its budget is counted in it: no silent conversion).
+        candidates = [o for sku in (choice.sku, *choice.substitutes) if sku not in orders.refused and (o := inputs.offers.get(sku))]
+        offer = next((o for o in candidates if o.currency == budget.currency), None)
         if offer is None:
-            if orders.refused and not orders.live:
+            if candidates and not orders.live:
+                notices.append((choice.key, f"{candidates[0].sku} is priced in {candidates[0].currency}, and this household's budget is in {budget.currency}"))
+            elif orders.refused and not orders.live:
                 notices.append((choice.key, f"out of stock or cancelled by the shop: {', '.join(sorted(orders.refused))}, and no substitute left"))
             continue
         cost = offer.unit_price_cents * choice.quantity

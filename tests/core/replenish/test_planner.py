@@ -274,6 +274,15 @@ def test_an_out_of_stock_need_is_ordered_again_from_the_next_substitute_or_told_
     assert p.offer.sku == "INK-BK", "an order cancelled for consent refuses no product: consent given again, it is ordered again"
 
 
+def test_a_product_priced_in_another_currency_than_the_budget_is_not_ordered_and_the_household_is_told() -> None:
+    choice = replace(_choice(), substitutes=("INK-C",))
+    dollars = {**OFFERS, "INK-BK": Offer("INK-BK", 2500, "USD", "shop", LEAD)}
+    (p,) = _run(_inputs([choice], offers=dollars)).placements
+    assert p.offer.sku == "INK-C", "the first substitute in the budget's currency"
+    result = _run(_inputs([_choice()], offers=dollars))
+    assert result.placements == () and result.notices == ((("printer-1", "black"), "INK-BK is priced in USD, and this household's budget is in EUR"),)
+
+
 def test_a_crash_between_deciding_and_committing_places_the_same_key_again() -> None:
     choice = _choice()
     need = need_key("printer-1", "black", REFILL)
