@@ -47,7 +47,7 @@ from .events import ConsentChanged, MessageBus, OrderChanged
 from .fulfilment import Fulfillers, FulfilmentEvents, OutboxDispatcher, enqueue_release
 from .households import Consents, Households
 from .notifications import DeviceNotices
-from .ordering import OrderActions, OrderPlacer, OrderQueries
+from .ordering import OrderActions, OrderPlacer, OrderQueries, StockOuts
 from .provisioning import Provisioner
 from .settings import Settings
 from .storage import migrate as migrate_engine
@@ -208,6 +208,7 @@ class Service:
             cancel_window=timedelta(hours=s.cancel_window_hours), review_every=timedelta(seconds=s.tick_seconds * self.clock.speed),
         )  # fmt: skip
         self.events = FulfilmentEvents(self.engine, self.bus)
+        self.stockouts = StockOuts(self.engine, self.gateway)  # a log line as each stock-out begins and ends
         self.bus.subscribe(ConsentChanged, self.actions.on_consent_changed)  # auto_order withdrawn: waiting orders cancelled
         self.bus.subscribe(OrderChanged, lambda e: self.notices.notify(e.device_id, e.at))  # the device told where its orders stand
         self.forecaster = Forecaster(self.gateway.registry, self.gateway.forecasts)
@@ -278,12 +279,13 @@ class Service:
         log.info("replenish is up (%s): MQTT %s", roles, target.url)
 
     def tick(self, now: datetime | None = None) -> None:
-        """One pass of the serve role, in order: settle readings, refresh forecasts, plan, release, deliver webhooks, retention."""
+        """One pass of the serve role, in order: settle readings, refresh forecasts, log stock-outs, plan, release, deliver webhooks, retention."""
         now = now or self.clock.now()
         # One forecaster (and one settler) for the whole deployment: several ingest workers would
         # forecast the same slots twice and race on inserting the same forecast rows.
         self.gateway.settler.settle()
         self.forecaster.refresh(now)
+        self.stockouts.check(now)
         self.placer.plan(now)
         self.actions.release_due(now)
         self.outbox.dispatch_due(now)

@@ -7,6 +7,7 @@ from .planner import Budget, ForecastFacts, Offer, Placement, Plan, PlanInputs, 
 from .policy import Decision, SlotMode, SlotSituation, decide
 from .ports import ReleaseOutbox
 from .queries import OrderQueries
+from .stockouts import StockOutChanges, StockOuts, stock_out_changes
 from .status import CANCELLABLE, COMMITTED, FINAL, OPEN, FulfilmentEvent, OrderStatus, after_event, takes_events
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "SlotChoice",
     "SlotMode",
     "SlotSituation",
+    "StockOutChanges",
+    "StockOuts",
     "after_event",
     "changed",
     "decide",
@@ -44,5 +47,6 @@ __all__ = [
     "order_key",
     "plan",
     "snoozed",
+    "stock_out_changes",
     "takes_events",
 ]

@@ -6,6 +6,7 @@ slot's forecast written as the forecaster would store it.
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from sqlmodel import Session
 
 from gateway import Birth, SlotSpec, UTCDateTime, make_engine
 from gateway.forecasting import ForecastMethod
-from gateway.storage import GwForecast
+from gateway.storage import GwForecast, GwSlot
 from replenish.bootstrap import Service
 from replenish.households import CONSENT_WORDING, CONSENT_WORDING_VERSION, ConsentScope
 from replenish.ordering import NOT_NOW, Decision, EndedBy, Offer, OrderStatus, Placement, SlotChoice, SlotMode, need_key
@@ -206,6 +207,25 @@ def test_two_processes_placing_at_once_never_hold_more_than_the_budget(world: Wo
         for o in placed:  # the slots free for the next round
             if o is not None:
                 service.actions.cancel(world.household, o.id, now)
+
+
+def test_each_stock_out_of_a_set_up_slot_is_logged_as_it_begins_and_ends(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    def level(value: float) -> None:
+        with Session(world.service.engine) as s:
+            slot = s.get(GwSlot, (DEVICE, SLOT))
+            assert slot is not None
+            slot.level = value
+            s.add(slot)
+            s.commit()
+
+    caplog.set_level(logging.WARNING, logger="replenish.ordering.stockouts")
+    level(0.0)
+    world.service.tick(NOW)
+    world.service.tick(NOW + timedelta(hours=1))
+    level(1.0)
+    world.service.tick(NOW + timedelta(hours=7))
+    lines = [r.getMessage() for r in caplog.records if r.name == "replenish.ordering.stockouts"]
+    assert lines == [f"stock-out began: {DEVICE}/{SLOT} reports empty at {NOW.isoformat()}", f"stock-out ended: {DEVICE}/{SLOT} after 7.0 hours (empty since {NOW.isoformat()})"]
 
 
 async def test_the_page_says_not_now_after_a_cancel_and_the_household_moves_or_ends_it(world: World) -> None:
