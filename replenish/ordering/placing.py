@@ -17,13 +17,14 @@ from gateway import GatewayStorage
 from ..events import MessageBus
 from ..households import Consents, Households
 from ..storage import Fulfiller, Household, Order, Product, SlotSetting
-from .needs import NotNow, need_orders
-from .planner import Budget, Offer, Placement, PlanInputs, SlotChoice, plan
+from .needs import NO_ORDERS, NotNow, need_key, need_orders, order_key
+from .planner import Budget, Offer, Placement, PlanInputs, SlotChoice, pick_offer, plan
+from .policy import Decision
 from .policy import SlotMode
 from .actions import changed
 from .status import COMMITTED, OPEN, OrderStatus
 
-__all__ = ["OrderPlacer", "PlanResult"]
+__all__ = ["OrderPlacer", "PlanResult", "Quote"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,22 @@ class PlanResult:
 
     placed: tuple[str, ...]
     notified: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """What "order now" would order for a slot, at what price, and what stands in its way ('' when nothing)."""
+
+    choice: SlotChoice
+    offer: Offer | None
+    cost_cents: int
+    currency: str
+    over_budget: bool  # it would wait for approval
+    blocked: str
+    need: str
+    key: str
+    level_now: float | None
+    step: float
 
 
 def _month_start(now: datetime) -> datetime:
@@ -72,6 +89,41 @@ class OrderPlacer:
         placed = [o for p in result.placements if (o := self._place(now, p)) is not None]
         self.bus.publish(*(changed(o, now) for o in placed))
         return PlanResult(tuple(o.id for o in placed), tuple(f"{d}/{s}" for (d, s), _ in result.notices))
+
+    def quote(self, household_id: int, device_id: str, slot_id: str, now: datetime) -> Quote:
+        """What a household's "order now" for one of its slots would place: product, price, budget, or why it cannot."""
+        inputs = self.load(now)
+        choice = next((c for c in inputs.choices if c.key == (device_id, slot_id)), None) if inputs else None
+        if inputs is None or choice is None or choice.household_id != household_id or inputs.owners.get(device_id) != household_id:
+            raise LookupError("no such slot of yours, or no product chosen for it")
+        budget = inputs.budgets[household_id]
+        need = need_key(device_id, slot_id, inputs.segments.get(choice.key))
+        orders = inputs.needs.get(need, NO_ORDERS)
+        offer, why_none = pick_offer(choice, orders, inputs.offers, budget.currency)
+        cost = offer.unit_price_cents * choice.quantity if offer else 0
+        if not inputs.auto_order.get(device_id, False):
+            blocked = "allow auto order for this device first"
+        elif choice.key in inputs.in_flight or orders.live:
+            blocked = "an order for this slot is already on its way"
+        else:
+            blocked = why_none
+        fc = inputs.forecasts.get(choice.key)
+        over = budget.spent_cents + cost > budget.monthly_budget_cents
+        return Quote(choice, offer, cost, budget.currency, over, blocked, need, order_key(need, orders), fc.level_now if fc else None, fc.step if fc else 0.0)
+
+    def order_now(self, household_id: int, device_id: str, slot_id: str, now: datetime) -> Order:
+        """The household's one-click order for a slot: released at the next tick, or waiting for approval over the budget."""
+        q = self.quote(household_id, device_id, slot_id, now)
+        if q.blocked or q.offer is None:
+            raise ValueError(q.blocked or "nothing to order")
+        summary = "ordered now by the household" + ("; over the monthly budget, so it waits for approval" if q.over_budget else "")
+        status = OrderStatus.AWAITING_APPROVAL if q.over_budget else OrderStatus.HELD
+        decision = Decision("order", summary, status, None if q.over_budget else now, {"order_now": True, "order_cost_cents": q.cost_cents})
+        order = self._place(now, Placement(q.choice, q.offer, decision, q.need, q.key, {}, q.level_now, q.step))
+        if order is None:
+            raise ValueError("an order for this slot was placed meanwhile")
+        self.bus.publish(changed(order, now))
+        return order
 
     def load(self, now: datetime) -> PlanInputs | None:
         """The planner's inputs as the database has them now; None when no household has set up a slot."""

@@ -17,7 +17,7 @@ from .needs import NO_ORDERS, NeedOrders, NotNow, need_key, order_key, snoozed
 from .policy import Decision, SlotMode, SlotSituation, decide
 from .status import OrderStatus
 
-__all__ = ["Budget", "ForecastFacts", "Offer", "Placement", "Plan", "PlanInputs", "SlotChoice", "plan"]
+__all__ = ["Budget", "ForecastFacts", "Offer", "Placement", "Plan", "PlanInputs", "SlotChoice", "pick_offer", "plan"]
 
 Key = tuple[str, str]  # (device id, slot id)
 
@@ -122,6 +122,23 @@ class Plan:
     notices: tuple[tuple[Key, str], ...]  # (slot, reason)
 
 
+def pick_offer(choice: SlotChoice, orders: NeedOrders, offers: Mapping[str, Offer], currency: str) -> tuple[Offer | None, str]:
+    """The chosen product, else the first substitute no shop has refused for this need, priced in the budget's currency; or why none.
+
+    The budget is counted in the household's currency: a product priced in another is never
+    converted silently.
+    """
+    candidates = [o for sku in (choice.sku, *choice.substitutes) if sku not in orders.refused and (o := offers.get(sku))]
+    offer = next((o for o in candidates if o.currency == currency), None)
+    if offer is not None:
+        return offer, ""
+    if candidates:
+        return None, f"{candidates[0].sku} is priced in {candidates[0].currency}, and this household's budget is in {currency}"
+    if orders.refused:
+        return None, f"out of stock or cancelled by the shop: {', '.join(sorted(orders.refused))}, and no substitute left"
+    return None, f"{choice.sku} is not in the catalog"
+
+
 def plan(inputs: PlanInputs, now: datetime, cancel_window: timedelta, review_every: timedelta) -> Plan:
     """Run the policy over every chosen slot, in order, as the spending of each order placed adds up."""
     spent = {h: b.spent_cents for h, b in inputs.budgets.items()}
@@ -141,15 +158,10 @@ def plan(inputs: PlanInputs, now: datetime, cancel_window: timedelta, review_eve
             fc = None
         if snoozed(choice.not_now, fc.level_now if fc else None, now):
             continue  # the household said "not now"
-        # The chosen product, else the first substitute no fulfilment system has refused for this need,
-        # priced in the household's currency (its budget is counted in it: no silent conversion).
-        candidates = [o for sku in (choice.sku, *choice.substitutes) if sku not in orders.refused and (o := inputs.offers.get(sku))]
-        offer = next((o for o in candidates if o.currency == budget.currency), None)
+        offer, why_none = pick_offer(choice, orders, inputs.offers, budget.currency)
         if offer is None:
-            if candidates and not orders.live:
-                notices.append((choice.key, f"{candidates[0].sku} is priced in {candidates[0].currency}, and this household's budget is in {budget.currency}"))
-            elif orders.refused and not orders.live:
-                notices.append((choice.key, f"out of stock or cancelled by the shop: {', '.join(sorted(orders.refused))}, and no substitute left"))
+            if why_none and not orders.live:
+                notices.append((choice.key, why_none))
             continue
         cost = offer.unit_price_cents * choice.quantity
         situation = SlotSituation(

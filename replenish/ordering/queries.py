@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from ..storage import Household, Order, SlotSetting
+from ..storage import Household, Order, Product, SlotSetting
 from .needs import NotNow
 from .status import OrderStatus, takes_events
 
@@ -53,6 +53,17 @@ class OrderQueries:
         with Session(self.engine) as s:
             q = select(SlotSetting).where(SlotSetting.household_id == household_id, col(SlotSetting.not_before).is_not(None))
             return {(x.device_id, x.slot_id): NotNow(x.not_before, x.not_above_level) for x in s.exec(q) if x.not_before is not None}
+
+    def chosen_slots(self, household_id: int) -> set[tuple[str, str]]:
+        """The household's slots with a product chosen, by (device, slot)."""
+        with Session(self.engine) as s:
+            return {(x.device_id, x.slot_id) for x in s.exec(select(SlotSetting).where(SlotSetting.household_id == household_id))}
+
+    def product_name(self, sku: str) -> str | None:
+        """A product's name."""
+        with Session(self.engine) as s:
+            product = s.get(Product, sku)
+            return product.name if product else None
 
     def household(self, household_id: int) -> Household | None:
         """The household an order is for."""

@@ -13,7 +13,7 @@ from fastapi.templating import Jinja2Templates
 from gateway import Clock, GatewayStorage, OverBudget
 
 from ..households import CONSENT_WORDING, Consents, ConsentScope, Households
-from ..ordering import NotNow, OrderActions, OrderQueries
+from ..ordering import NotNow, OrderActions, OrderPlacer, OrderQueries
 from .auth import check_csrf, csrf_token, household_id, require_household
 
 __all__ = ["Pages", "pages_router"]
@@ -32,6 +32,7 @@ class Pages:
     queries: OrderQueries
     actions: OrderActions
     clock: Clock
+    placer: OrderPlacer | None = None  # "order now"; without it the page offers none
 
     def overview(self, household: int) -> dict[str, Any]:
         """Everything the home page shows a household: devices, consent, levels, forecasts, orders."""
@@ -53,6 +54,7 @@ class Pages:
             "slots": rows,
             "orders": self.queries.for_household(household),
             "not_now": {k: v for k, v in self.queries.not_now(household).items() if v.until > self.clock.now()},
+            "chosen": self.queries.chosen_slots(household) if self.placer is not None else set(),
             "wording": CONSENT_WORDING,
         }
 
@@ -139,6 +141,36 @@ def pages_router(pages: Pages) -> APIRouter:
                     f"Cancelled. Not now: nothing is ordered for {order.device_id} / {order.slot_id} before "
                     f"{not_now.until:%b %d %H:%M} UTC{floor}. You can change that under Levels."
                 )
+        return RedirectResponse("/", 303)
+
+    @web.get("/slots/{device_id}/{slot_id}/order-now", response_class=HTMLResponse)
+    async def order_now_form(request: Request, device_id: str, slot_id: str) -> Response:
+        """What "order now" would order, and at what price, before anything is ordered."""
+        household = require_household(request)
+        if pages.placer is None:
+            raise HTTPException(404, "ordering is not served here")
+        try:
+            quote = await run_in_threadpool(pages.placer.quote, household, device_id, slot_id, pages.clock.now())
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from None
+        name = await run_in_threadpool(pages.queries.product_name, quote.offer.sku) if quote.offer else None
+        return TEMPLATES.TemplateResponse(request, "order_now.html", {"quote": quote, "product_name": name or "", "csrf": csrf_token(request)})
+
+    @web.post("/slots/{device_id}/{slot_id}/order-now")
+    async def order_now(request: Request, device_id: str, slot_id: str, csrf: str = Form(...)) -> Response:
+        """Order the slot's product now (one order in flight per slot, the budget respected)."""
+        check_csrf(request, csrf)
+        household = require_household(request)
+        if pages.placer is None:
+            raise HTTPException(404, "ordering is not served here")
+        try:
+            order = await run_in_threadpool(pages.placer.order_now, household, device_id, slot_id, pages.clock.now())
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from None
+        waits = order.status == "awaiting_approval"
+        request.session["flash"] = f"Ordered {order.quantity} × {order.sku} for {device_id} / {slot_id}" + (": it waits for your approval, as it goes over the budget." if waits else ".")
         return RedirectResponse("/", 303)
 
     @web.post("/slots/{device_id}/{slot_id}/not-now")

@@ -257,6 +257,43 @@ async def test_the_page_says_not_now_after_a_cancel_and_the_household_moves_or_e
     assert again.idempotency_key == NEED + "#2"
 
 
+async def test_order_now_shows_product_and_price_first_and_keeps_one_order_in_flight_and_the_budget(world: World) -> None:
+    service = world.service
+    pages = Pages(service.households, service.consents, service.gateway, service.queries, service.actions, service.clock, service.placer)
+    app = create_app(pages, service.fulfillers, service.events, service.provisioner, "test-secret", "op-token")
+    url = f"/slots/{DEVICE}/{SLOT}/order-now"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", follow_redirects=True) as web:
+        csrf = (await web.get("/login")).text.split('name="csrf" value="')[1].split('"')[0]
+        home = await web.post("/login", data={"email": world.email, "password": PASSWORD, "csrf": csrf})
+        csrf = home.text.split('name="csrf" value="')[1].split('"')[0]
+        assert url in home.text
+        form = await web.get(url)
+        assert form.status_code == 200 and "Ink" in form.text and "INK-BK" in form.text and "25.00 EUR" in form.text
+        assert (await web.post(url, data={"csrf": "forged"})).status_code == 403
+        page = await web.post(url, data={"csrf": csrf})
+        assert page.status_code == 200 and "Ordered 1 × INK-BK" in page.text
+        (order,) = world.orders()
+        assert (order.status, order.idempotency_key) == (OrderStatus.HELD, NEED)
+        assert order.release_at is not None and order.release_at <= service.clock.now(), "released at the next tick"
+        assert (await web.post(url, data={"csrf": csrf})).status_code == 409, "one order in flight per slot"
+        assert "already on its way" in (await web.get(url)).text
+        assert world.plan(service.clock.now()) == [], "the planner counts the need as met"
+        service.actions.cancel(world.household, order.id, service.clock.now())
+        with Session(service.engine) as s:  # 10.00 a month: the next one goes over
+            household = s.get(Household, world.household)
+            assert household is not None
+            household.monthly_budget_cents = 1000
+            s.add(household)
+            s.commit()
+        assert "over your budget" in (await web.get(url)).text
+        await web.post(url, data={"csrf": csrf})
+        assert sorted(o.status for o in world.orders()) == [OrderStatus.AWAITING_APPROVAL, OrderStatus.CANCELLED]
+        assert (await web.get(f"/slots/{DEVICE}/elsewhere/order-now")).status_code == 404
+    service.consents.set(world.household, DEVICE, ConsentScope.AUTO_ORDER, False, "n@example.org")
+    with pytest.raises(ValueError, match="allow auto order"):
+        service.placer.order_now(world.household, DEVICE, SLOT, service.clock.now())
+
+
 def _table(name: str, *columns: str, times: tuple[str, ...] = ()) -> sa.TableClause:
     return sa.table(name, *(sa.column(c) for c in columns), *(sa.column(c, UTCDateTime()) for c in times))
 
