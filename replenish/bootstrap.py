@@ -23,6 +23,7 @@ from firmware_sim import Fleet, FleetDevice, SimClock
 from gateway import (
     SERVICE_USERNAME,
     AcceleratedClock,
+    AwayProvider,
     BrokerAccess,
     Clock,
     DeviceNotifier,
@@ -42,6 +43,7 @@ from gateway import (
     pick_port,
 )
 
+from .calendars import Calendars, FeedLimits, Feeds
 from .catalog import Catalog
 from .events import ConsentChanged, MessageBus, OrderChanged
 from .fulfilment import Fulfillers, FulfilmentEvents, OutboxDispatcher, enqueue_release
@@ -51,7 +53,7 @@ from .ordering import OrderActions, OrderPlacer, OrderQueries, StockOuts
 from .provisioning import Provisioner
 from .settings import Settings
 from .storage import migrate as migrate_engine
-from .web import Pages, create_app, probe_app
+from .web import CalendarPages, Pages, create_app, probe_app
 
 __all__ = [
     "HttpServer",
@@ -213,6 +215,12 @@ class Service:
         self.bus.subscribe(OrderChanged, lambda e: self.notices.notify(e.device_id, e.at))  # the device told where its orders stand
         self.forecaster = Forecaster(self.gateway.registry, self.gateway.forecasts)
         self.http = httpx.Client()
+        self.calendars = Calendars(self.engine, self.clock)
+        # Feeds are URLs households name: no redirect followed unchecked, no proxy from the environment
+        # (the address check must see the address connected to; docs/calendars.md).
+        self.feed_http = httpx.Client(follow_redirects=False, trust_env=False, headers={"User-Agent": "replenish-calendars/0.1"})
+        limits = FeedLimits(timeout_s=s.calendar_timeout_seconds, every=timedelta(minutes=s.calendar_refresh_minutes), allow_private=s.calendar_allow_private)
+        self.feeds = Feeds(self.engine, self.feed_http, self.clock, limits)
         self.outbox = OutboxDispatcher(self.engine, WallClock(), self.http)
         self.broker: EmbeddedBroker | None = None
         self.ingestor: Ingestor | None = None
@@ -268,7 +276,8 @@ class Service:
             self.notifier = self.notices.notifier = DeviceNotifier(target, client_id=f"{s.gateway_client_id}-notifier", topics=self.topics)
             self.notifier.start()
             pages = Pages(self.households, self.consents, self.gateway, self.queries, self.actions, self.clock, self.placer)
-            app = create_app(pages, self.fulfillers, self.events, self.provisioner, s.secret_key, s.admin_token)
+            calendars = CalendarPages(self.calendars, self.feeds, self.clock)
+            app = create_app(pages, self.fulfillers, self.events, self.provisioner, s.secret_key, s.admin_token, calendars)
             self.web = serve_http(app, s.web_host, s.web_port, "web")
             log.info("web page and API at %s", self.web_url)
             self._ticks = threading.Thread(target=self._tick_loop, name="ticks", daemon=True)
@@ -279,17 +288,22 @@ class Service:
         log.info("replenish is up (%s): MQTT %s", roles, target.url)
 
     def tick(self, now: datetime | None = None) -> None:
-        """One pass of the serve role, in order: settle readings, refresh forecasts, log stock-outs, plan, release, deliver webhooks, retention."""
+        """One pass of the serve role, in order: settle readings, refresh forecasts, log stock-outs, plan, release, deliver webhooks, retention, feeds."""
         now = now or self.clock.now()
         # One forecaster (and one settler) for the whole deployment: several ingest workers would
         # forecast the same slots twice and race on inserting the same forecast rows.
         self.gateway.settler.settle()
-        self.forecaster.refresh(now)
+        self.forecaster.refresh(now, self.away(now))
         self.stockouts.check(now)
         self.placer.plan(now)
         self.actions.release_due(now)
         self.outbox.dispatch_due(now)
         self._retain(now)
+        self.feeds.refresh_due(now)  # last: a slow feed delays nothing of this pass
+
+    def away(self, now: datetime) -> AwayProvider:
+        """The forecaster's away periods at `now`: each device's claiming household's calendars (SPEC 4)."""
+        return self.calendars.provider(self.households.owners, now)
 
     def _retain(self, now: datetime) -> None:
         """At most once an hour: readings older than REPLENISH_RETENTION_DAYS become daily aggregates (SPEC 4)."""
@@ -319,4 +333,5 @@ class Service:
         if self.broker is not None:
             self.broker.stop()
         self.http.close()
+        self.feed_http.close()
         self.engine.dispose()

@@ -52,6 +52,9 @@ class Demo:
                 svc.consents.set(hh.id, d.device_id, scope, True, DEMO_EMAIL)
             for slot, _ in _INKS:
                 svc.catalog.choose(hh.id, d.device_id, slot, f"HP67XL-{slot[:2].upper()}")
+        # A fortnight away three simulated weeks ahead: the forecast stretches over it and the page lists it.
+        today = svc.clock.now().date()
+        svc.calendars.add_range(hh.id, today + timedelta(days=21), today + timedelta(days=34), "Demo holiday")
         credentials = {device_id: p.password for device_id, p in issued.items()}
         self.fleet = build_fleet(svc.mqtt_target, devices, SimClock(svc.clock.speed, svc.clock.now()), interval_hours=1.0, credentials=credentials)
         self.fleet.start()

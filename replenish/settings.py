@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     cancel_window_hours: float = Field(24.0, ge=0)
     lead_time_days: float = Field(4.0, ge=0, description="lead time of a fulfilment system registered without its own")
     retention_days: int = Field(400, ge=1, description="raw readings older than this become daily aggregates (SPEC 4)")
+    calendar_refresh_minutes: float = Field(60.0, gt=0, description="how often each household's .ics feed is fetched (service clock)")
+    calendar_timeout_seconds: float = Field(10.0, gt=0, le=120, description="a feed's whole fetch, connect to last byte")
+    calendar_allow_private: bool = Field(False, description="let feeds on loopback and private networks be fetched (tests, a LAN calendar server); off: public addresses only")
     gateway_client_id: str = "replenish-gateway"
     gateway_share_group: str = Field("", description="MQTT 5 shared-subscription group for telemetry; empty: a plain subscription")
     log_format: Literal["json", "console"] = "console"

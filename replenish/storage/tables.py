@@ -1,8 +1,8 @@
-"""Tables the replenishment service owns: households, consent, catalog, orders, outbox."""
+"""Tables the replenishment service owns: households, consent, calendars, catalog, orders, outbox."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,10 +11,12 @@ from sqlmodel import JSON, Column, Field, SQLModel
 from gateway import UTCDateTime
 
 __all__ = [
+    "AwayRange",
     "Claim",
     "ConsentRecord",
     "Fulfiller",
     "Household",
+    "HouseholdCalendar",
     "Order",
     "OrderEvent",
     "OutboxMessage",
@@ -41,6 +43,7 @@ class Household(SQLModel, table=True):
     monthly_budget_cents: int = 5000
     currency: str = Field(default="EUR", max_length=3)
     address: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    timezone: str = Field(default="Europe/Berlin", max_length=64)  # IANA name: where all-day and floating calendar times are
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
@@ -78,6 +81,41 @@ class ConsentRecord(SQLModel, table=True):
     wording_version: str = Field(max_length=32)
     wording_text: str = Field(sa_column=Column(sa.Text, nullable=False))  # the words the household agreed to or withdrew
     at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class HouseholdCalendar(SQLModel, table=True):
+    """One of a household's calendars of time away: typed ranges, an uploaded .ics, or an .ics feed."""
+
+    __tablename__ = "household_calendars"
+
+    id: int | None = Field(default=None, primary_key=True)
+    household_id: int = Field(foreign_key="households.id", index=True)
+    kind: str = Field(max_length=8)  # typed | upload | feed
+    name: str = Field(max_length=80)
+    whole: bool = True  # every event means away; else only those matching `words`
+    words: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    url: str | None = Field(default=None, max_length=2048)  # a feed's
+    etag: str | None = Field(default=None, max_length=256)
+    last_modified: str | None = Field(default=None, max_length=64)
+    body: bytes | None = Field(default=None, sa_column=Column(sa.LargeBinary(), nullable=True))  # the last good copy
+    fetched_at: datetime | None = _ts()  # the last good copy's time (an upload's, or a feed's 200 or 304)
+    checked_at: datetime | None = _ts(index=True)  # a feed's last attempt, good or not
+    error: str | None = Field(default=None, max_length=512)  # why the last attempt failed; None when it did not
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class AwayRange(SQLModel, table=True):
+    """A typed range of whole days away (first and last day inclusive, in the household's zone)."""
+
+    __tablename__ = "away_ranges"
+
+    id: int | None = Field(default=None, primary_key=True)
+    calendar_id: int = Field(foreign_key="household_calendars.id", index=True)
+    household_id: int = Field(foreign_key="households.id", index=True)
+    first_day: date
+    last_day: date
+    note: str = Field(default="", max_length=120)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
 class Product(SQLModel, table=True):

@@ -8,6 +8,7 @@ from ..fulfilment import FulfilmentEvents, Fulfillers
 from ..fulfilment.api import fulfilment_router
 from ..provisioning import Provisioner
 from .admin import admin_router
+from .calendars import CalendarPages, calendars_router
 from .pages import Pages, pages_router
 
 __all__ = ["create_app", "probe_app"]
@@ -30,11 +31,21 @@ def probe_app(title: str = "replenish") -> FastAPI:
     return app
 
 
-def create_app(pages: Pages, fulfillers: Fulfillers, events: FulfilmentEvents, provisioner: Provisioner | None, secret_key: str, admin_token: str = "") -> FastAPI:
-    """The serving process's app."""
+def create_app(
+    pages: Pages,
+    fulfillers: Fulfillers,
+    events: FulfilmentEvents,
+    provisioner: Provisioner | None,
+    secret_key: str,
+    admin_token: str = "",
+    calendars: CalendarPages | None = None,
+) -> FastAPI:
+    """The serving process's app (the calendar page when `calendars` is given)."""
     app = probe_app()
     app.add_middleware(SessionMiddleware, secret_key=secret_key, same_site="lax", https_only=False, max_age=_SESSION_DAYS * 86400)
     app.include_router(fulfilment_router(fulfillers, pages.queries, events, pages.clock.now))
     app.include_router(admin_router(provisioner, admin_token))
     app.include_router(pages_router(pages))
+    if calendars is not None:
+        app.include_router(calendars_router(calendars))
     return app

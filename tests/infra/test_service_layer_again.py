@@ -5,6 +5,9 @@ Each test below is imported from tests/service; collected here, it takes this fo
 Mosquitto under the test's own topic namespace).
 """
 
+from tests.service.calendars.test_away_wiring import test_the_tick_forecasts_with_the_claiming_households_away_periods_and_ordering_can_ask_for_them
+from tests.service.calendars.test_calendar_page import test_a_household_types_uploads_subscribes_and_sees_its_time_away_and_only_its_own
+from tests.service.calendars.test_feeds import test_a_feed_is_fetched_conditionally_and_a_failing_one_keeps_its_last_good_copy
 from tests.service.test_boot_identity import (
     test_a_redelivered_message_is_stored_once_with_or_without_a_boot,
     test_reboots_that_reset_the_clock_to_the_same_epoch_store_every_reading,
@@ -57,6 +60,9 @@ from tests.service.test_retention import (
 )
 
 __all__ = [
+    "test_a_feed_is_fetched_conditionally_and_a_failing_one_keeps_its_last_good_copy",
+    "test_a_household_types_uploads_subscribes_and_sees_its_time_away_and_only_its_own",
+    "test_the_tick_forecasts_with_the_claiming_households_away_periods_and_ordering_can_ask_for_them",
     "test_a_cancel_holds_the_slot_for_not_now_then_the_need_is_ordered_again_once",
     "test_approval_rechecks_consent_and_a_need_is_ordered_again_once_consent_is_back",
     "test_revision_0009_gives_old_orders_their_need_and_old_consents_their_words_and_back",
