@@ -193,7 +193,7 @@ class Service:
         self.engine = open_database(s)
         self.gateway = GatewayStorage.on(self.engine)
         self.households = Households(self.engine, self.clock)
-        self.catalog = Catalog(self.engine)
+        self.catalog = Catalog(self.engine, self.gateway)
         self.fulfillers = Fulfillers(self.engine, s.lead_time_days)
         self.queries = OrderQueries(self.engine)
         self.access = build_access(s, self.engine, self.clock)
