@@ -268,7 +268,7 @@ class Service:
             self.notifier = self.notices.notifier = DeviceNotifier(target, client_id=f"{s.gateway_client_id}-notifier", topics=self.topics)
             self.notifier.start()
             pages = Pages(self.households, self.consents, self.gateway, self.queries, self.actions, self.clock, self.placer)
-            app = create_app(pages, self.fulfillers, self.events, self.provisioner, s.secret_key, s.admin_token)
+            app = create_app(pages, self.fulfillers, self.events, self.provisioner, s.secret_key, s.admin_token, self.catalog)
             self.web = serve_http(app, s.web_host, s.web_port, "web")
             log.info("web page and API at %s", self.web_url)
             self._ticks = threading.Thread(target=self._tick_loop, name="ticks", daemon=True)

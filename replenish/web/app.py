@@ -4,6 +4,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.sessions import SessionMiddleware
 
+from ..catalog import Catalog
 from ..fulfilment import FulfilmentEvents, Fulfillers
 from ..fulfilment.api import fulfilment_router
 from ..provisioning import Provisioner
@@ -30,11 +31,14 @@ def probe_app(title: str = "replenish") -> FastAPI:
     return app
 
 
-def create_app(pages: Pages, fulfillers: Fulfillers, events: FulfilmentEvents, provisioner: Provisioner | None, secret_key: str, admin_token: str = "") -> FastAPI:
+def create_app(
+    pages: Pages, fulfillers: Fulfillers, events: FulfilmentEvents, provisioner: Provisioner | None, secret_key: str, admin_token: str = "",
+    catalog: Catalog | None = None,
+) -> FastAPI:  # fmt: skip
     """The serving process's app."""
     app = probe_app()
     app.add_middleware(SessionMiddleware, secret_key=secret_key, same_site="lax", https_only=False, max_age=_SESSION_DAYS * 86400)
     app.include_router(fulfilment_router(fulfillers, pages.queries, events, pages.clock.now))
-    app.include_router(admin_router(provisioner, admin_token))
+    app.include_router(admin_router(provisioner, admin_token, catalog, fulfillers))
     app.include_router(pages_router(pages))
     return app
