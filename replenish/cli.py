@@ -1,4 +1,4 @@
-"""The `replenish` command: up, gateway, serve, migrate, demo, sim, broker setup, devices provision.
+"""The `replenish` command: up, gateway, serve, migrate, demo, sim, broker setup, devices provision, catalog, fulfillers.
 
 Each command builds what it needs through the composition root (`replenish.bootstrap`).
 """
@@ -6,15 +6,22 @@ Each command builds what it needs through the composition root (`replenish.boots
 import json
 import os
 import signal
+import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from .logs import configure_logging
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .rowfiles import ImportReport, Rows
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Open auto-replenishment gateway: devices report levels over MQTT, we forecast and order.", no_args_is_help=True)
 
@@ -228,3 +235,156 @@ def devices_provision(
     with os.fdopen(fd, "w") as f:
         f.write(doc)
     typer.echo(f"{len(issued)} devices provisioned; credentials and claim codes in {out}")
+
+
+def _secret_out(doc: str, out: Path | None, summary: str) -> None:
+    """Credentials to stdout, or to `out` readable by its owner only."""
+    if out is None:
+        typer.echo(doc)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(doc)
+    typer.echo(f"{summary}; credentials in {out}")
+
+
+def _file_rows(path: Path, fmt: str | None, columns: tuple[str, ...]) -> "Rows":
+    """A file's rows, or exit naming what is wrong with it in one line (SPEC 6)."""
+    from .rowfiles import FileError, format_of, read_rows
+
+    try:
+        return read_rows(path.read_text(encoding="utf-8-sig"), format_of(path.name, fmt), columns)
+    except (OSError, UnicodeDecodeError) as exc:
+        typer.echo(f"error: cannot read {path}: {exc}", err=True)
+    except FileError as exc:
+        typer.echo(f"error: {path}: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+def _report(report: "ImportReport", what: str) -> None:
+    """One line per bad value on stderr, a summary on stdout; exit 1 when any row was bad."""
+    for e in report.errors:
+        typer.echo(f"{e}", err=True)
+    if not report.applied:
+        typer.echo(f"nothing applied: {len(report.errors)} errors (--all-or-nothing)")
+        raise typer.Exit(1)
+    typer.echo(f"{what}: {len(report.created)} created, {len(report.updated)} updated, {len({e.row for e in report.errors})} rows rejected")
+    if report.errors:
+        raise typer.Exit(1)
+
+
+def _with_progress(label: str, total: int, work: "Callable[[Callable[[int], None]], T]") -> "T":
+    """Run `work`, which reports rows done, under a progress bar (shown on a terminal)."""
+    with typer.progressbar(length=total, label=label, file=sys.stderr, hidden=not sys.stderr.isatty()) as bar:
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            bar.update(n - done)
+            done = n
+
+        return work(advance)
+
+
+_FORMAT = Annotated[str | None, typer.Option("--format", help="csv or json (default: from the file's extension)")]
+_ALL_OR_NOTHING = Annotated[bool, typer.Option("--all-or-nothing", help="apply nothing when any row is bad (default: apply the good rows)")]
+
+catalog_app = typer.Typer(help="The product catalog: import and list products (docs/catalog.md).", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.command("import")
+def catalog_import(file: Annotated[Path, typer.Argument(help="a CSV or JSON file of products")], format: _FORMAT = None, all_or_nothing: _ALL_OR_NOTHING = False) -> None:
+    """Create or update products by SKU; each bad row is named with its field and reason, the good ones applied."""
+    from .bootstrap import migrate, open_database
+    from .catalog import PRODUCT_COLUMNS, Catalog
+
+    rows = _file_rows(file, format, PRODUCT_COLUMNS)
+    engine = open_database(Settings())
+    migrate(engine)
+    report = _with_progress("products", len(rows), lambda progress: Catalog(engine).import_rows(rows, all_or_nothing, progress))
+    engine.dispose()
+    _report(report, "products")
+
+
+@catalog_app.command("list")
+def catalog_list() -> None:
+    """Every product as JSON lines."""
+    from .bootstrap import open_database
+    from .catalog import Catalog
+
+    engine = open_database(Settings())
+    for p in Catalog(engine).products():
+        typer.echo(json.dumps(p.model_dump()))
+    engine.dispose()
+
+
+fulfillers_app = typer.Typer(help="Fulfilment systems: register, import and list them (docs/catalog.md).", no_args_is_help=True)
+app.add_typer(fulfillers_app, name="fulfillers")
+
+
+@fulfillers_app.command("add")
+def fulfillers_add(
+    fulfiller_id: Annotated[str, typer.Argument(help="its id, e.g. acme-eu")],
+    name: Annotated[str, typer.Argument(help="its name")],
+    webhook_url: Annotated[str, typer.Argument(help="where its orders are POSTed")],
+    lead_time_days: Annotated[float | None, typer.Option(help="release to delivery, days (default: REPLENISH_LEAD_TIME_DAYS)")] = None,
+    sandbox: Annotated[bool, typer.Option(help="test orders only: nothing it receives is shipped")] = False,
+    webhook_secret: Annotated[str | None, typer.Option(help="whsec_... to sign its webhooks with (default: generated)")] = None,
+    api_key: Annotated[str | None, typer.Option(help="the key it calls us with (default: generated); stored hashed only")] = None,
+    out: Annotated[Path | None, typer.Option(help="write the credentials here as JSON (mode 600) instead of stdout")] = None,
+) -> None:
+    """Register a fulfilment system; its webhook secret and API key are shown only now."""
+    from .bootstrap import migrate, open_database
+    from .fulfilment import Fulfillers
+
+    settings = Settings()
+    engine = open_database(settings)
+    migrate(engine)
+    try:
+        creds = Fulfillers(engine, settings.lead_time_days).add(fulfiller_id, name, webhook_url, lead_time_days, sandbox, webhook_secret, api_key)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    doc = json.dumps({"id": creds.fulfiller_id, "webhook_secret": creds.webhook_secret, "api_key": creds.api_key}, indent=1)
+    _secret_out(doc, out, f"fulfilment system {fulfiller_id!r} registered")
+
+
+@fulfillers_app.command("import")
+def fulfillers_import(
+    file: Annotated[Path, typer.Argument(help="a CSV or JSON file of fulfilment systems")],
+    format: _FORMAT = None,
+    all_or_nothing: _ALL_OR_NOTHING = False,
+    out: Annotated[Path | None, typer.Option(help="write new credentials here as JSON (mode 600) instead of stdout")] = None,
+) -> None:
+    """Create or update fulfilment systems by id; secrets not given are generated for new ones and kept for old ones."""
+    from .bootstrap import migrate, open_database
+    from .fulfilment import FULFILLER_COLUMNS, Fulfillers
+
+    settings = Settings()
+    rows = _file_rows(file, format, FULFILLER_COLUMNS)
+    engine = open_database(settings)
+    migrate(engine)
+    fulfillers = Fulfillers(engine, settings.lead_time_days)
+    report, issued = _with_progress("fulfilment systems", len(rows), lambda progress: fulfillers.import_rows(rows, all_or_nothing, progress))
+    engine.dispose()
+    if issued:
+        doc = json.dumps({"credentials": [{"id": c.fulfiller_id, "webhook_secret": c.webhook_secret, "api_key": c.api_key} for c in issued]}, indent=1)
+        _secret_out(doc, out, f"{len(issued)} new fulfilment systems")
+    _report(report, "fulfilment systems")
+
+
+@fulfillers_app.command("list")
+def fulfillers_list() -> None:
+    """Every fulfilment system as JSON lines, without secrets."""
+    from .bootstrap import open_database
+    from .fulfilment import Fulfillers
+
+    engine = open_database(Settings())
+    for f in Fulfillers(engine).all():
+        typer.echo(json.dumps(f.model_dump(exclude={"webhook_secret", "api_key_hash"})))
+    engine.dispose()

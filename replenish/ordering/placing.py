@@ -145,7 +145,8 @@ class OrderPlacer:
             )
         return PlanInputs(
             choices=[
-                SlotChoice(x.household_id, x.device_id, x.slot_id, x.sku, x.quantity, SlotMode(x.mode), not_now=_not_now(x)) for x in settings
+                SlotChoice(x.household_id, x.device_id, x.slot_id, x.sku, x.quantity, SlotMode(x.mode), tuple(x.substitutes or ()), _not_now(x))
+                for x in settings
             ],
             offers=offers,
             budgets={h.id: Budget(h.id, h.monthly_budget_cents, h.currency, int(spent.get(h.id, 0) or 0)) for h in households if h.id is not None},

@@ -127,9 +127,17 @@ class Product(SQLModel, table=True):
     name: str = Field(max_length=200)
     consumable: str = Field(max_length=64, index=True)
     models: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    unit_price_cents: int
+    # The slots it fits on those models; empty: every slot holding its consumable (docs/catalog.md).
+    slots: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
+    unit_price_cents: int  # minor units of `currency` (yen for JPY, fils for KWD), whatever the name says
     currency: str = Field(default="EUR", max_length=3)
     fulfiller_id: str = Field(foreign_key="fulfillers.id", max_length=64)
+    unit: str | None = Field(default=None, max_length=16)  # the slot's unit: percent | ml | g | count
+    pack_size: float | None = None  # in `unit`: a 1 L carton of milk is 1030 g; a cartridge is 100 percent
+    # Release to delivery in days, 10/50/90 % quantiles; none: the fulfilment system's lead_time_days.
+    lead_p10_days: float | None = None
+    lead_p50_days: float | None = None
+    lead_p90_days: float | None = None
 
 
 class SlotSetting(SQLModel, table=True):
@@ -141,11 +149,15 @@ class SlotSetting(SQLModel, table=True):
     slot_id: str = Field(primary_key=True, max_length=32)
     household_id: int = Field(foreign_key="households.id", index=True)
     sku: str = Field(foreign_key="products.sku", max_length=64)
-    quantity: int = 1
+    quantity: int = 1  # packs an order carries (order-up-to: the packs from empty to `target_level`)
     mode: str = Field(default="auto", max_length=16)  # auto | approve | notify
     # The household's "not now" (ordering.needs.NotNow): no order before this, unless the level falls to `not_above_level`.
     not_before: datetime | None = _ts()
     not_above_level: float | None = None
+    # Order-up-to target in the slot's unit; none: `quantity` packs an order.
+    target_level: float | None = None
+    # SKUs to order instead, best first, when the chosen one is out of stock (SPEC 4).
+    substitutes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
 
 
 class Fulfiller(SQLModel, table=True):

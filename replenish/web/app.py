@@ -4,6 +4,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.sessions import SessionMiddleware
 
+from ..catalog import Catalog
 from ..fulfilment import FulfilmentEvents, Fulfillers
 from ..fulfilment.api import fulfilment_router
 from ..provisioning import Provisioner
@@ -38,13 +39,15 @@ def create_app(
     provisioner: Provisioner | None,
     secret_key: str,
     admin_token: str = "",
+    *,
     calendars: CalendarPages | None = None,
+    catalog: Catalog | None = None,
 ) -> FastAPI:
-    """The serving process's app (the calendar page when `calendars` is given)."""
+    """The serving process's app (the calendar page when `calendars` is given; the catalog on the operator API when `catalog` is)."""
     app = probe_app()
     app.add_middleware(SessionMiddleware, secret_key=secret_key, same_site="lax", https_only=False, max_age=_SESSION_DAYS * 86400)
     app.include_router(fulfilment_router(fulfillers, pages.queries, events, pages.clock.now))
-    app.include_router(admin_router(provisioner, admin_token))
+    app.include_router(admin_router(provisioner, admin_token, catalog, fulfillers))
     app.include_router(pages_router(pages))
     if calendars is not None:
         app.include_router(calendars_router(calendars))

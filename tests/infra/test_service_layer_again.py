@@ -8,6 +8,14 @@ Mosquitto under the test's own topic namespace).
 from tests.service.calendars.test_away_wiring import test_the_tick_forecasts_with_the_claiming_households_away_periods_and_ordering_can_ask_for_them
 from tests.service.calendars.test_calendar_page import test_a_household_types_uploads_subscribes_and_sees_its_time_away_and_only_its_own
 from tests.service.calendars.test_feeds import test_a_feed_is_fetched_conditionally_and_a_failing_one_keeps_its_last_good_copy
+from tests.service.test_catalog import (
+    test_revision_0011_keeps_old_products_and_choices_meaningful_and_goes_back,
+    test_substitutes_are_ranked_compatible_only_and_quantity_follows_the_target,
+    test_the_cli_imports_fulfillers_keeping_old_secrets_and_storing_keys_hashed,
+    test_the_cli_imports_good_rows_names_bad_ones_and_updates_by_sku,
+    test_the_demo_catalog_covers_every_simulated_kind_and_slot,
+    test_the_operator_api_imports_csv_and_json_with_its_token_only,
+)
 from tests.service.test_boot_identity import (
     test_a_redelivered_message_is_stored_once_with_or_without_a_boot,
     test_reboots_that_reset_the_clock_to_the_same_epoch_store_every_reading,
@@ -70,6 +78,12 @@ __all__ = [
     "test_the_database_keeps_one_open_order_per_slot",
     "test_two_processes_placing_at_once_never_hold_more_than_the_budget",
     "world",
+    "test_revision_0011_keeps_old_products_and_choices_meaningful_and_goes_back",
+    "test_substitutes_are_ranked_compatible_only_and_quantity_follows_the_target",
+    "test_the_cli_imports_fulfillers_keeping_old_secrets_and_storing_keys_hashed",
+    "test_the_cli_imports_good_rows_names_bad_ones_and_updates_by_sku",
+    "test_the_demo_catalog_covers_every_simulated_kind_and_slot",
+    "test_the_operator_api_imports_csv_and_json_with_its_token_only",
     "test_a_bad_retained_birth_is_dead_lettered_once_across_workers_and_restarts",
     "test_one_reading_dated_days_ahead_does_not_date_the_later_ones_in_the_past",
     "test_a_fleet_of_a_few_hundred_devices_reaches_the_broker",

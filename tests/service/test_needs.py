@@ -132,6 +132,18 @@ def test_out_of_stock_ends_the_order_and_without_a_substitute_the_product_is_not
     assert world.plan(NOW + timedelta(hours=1)) == [], "the shop is out of the only product chosen: the household is told, nothing is ordered"
 
 
+def test_out_of_stock_moves_the_need_to_the_households_next_substitute_once(world: World) -> None:
+    service = world.service
+    service.catalog.add_product(Product(sku="INK-BK-R", name="Ink, remanufactured", consumable="ink.black", models=["hp-67"], unit_price_cents=1500, fulfiller_id="shop"))
+    service.catalog.choose(world.household, DEVICE, SLOT, "INK-BK", mode="approve", substitutes=["INK-BK-R"])
+    (first,) = world.plan(NOW)
+    service.actions.approve(world.household, first.id, NOW)
+    service.events.apply("shop", first.id, {"type": "out_of_stock", "event_id": "oos-1"}, NOW)
+    (second,) = world.plan(NOW + timedelta(hours=1))
+    assert (second.sku, second.idempotency_key, second.unit_price_cents) == ("INK-BK-R", NEED + "#2", 1500)
+    assert world.plan(NOW + timedelta(hours=2)) == [], "one order in flight"
+
+
 def test_approval_rechecks_consent_and_a_need_is_ordered_again_once_consent_is_back(world: World) -> None:
     world.service.catalog.choose(world.household, DEVICE, SLOT, "INK-BK", mode="approve")
     (first,) = world.plan(NOW)

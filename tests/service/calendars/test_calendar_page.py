@@ -36,7 +36,7 @@ def _text(page: httpx.Response) -> str:
 
 def _app(service: Service) -> FastAPI:
     pages = Pages(service.households, service.consents, service.gateway, service.queries, service.actions, service.clock)
-    return create_app(pages, service.fulfillers, service.events, service.provisioner, "test-secret", "", CalendarPages(service.calendars, service.feeds, service.clock))
+    return create_app(pages, service.fulfillers, service.events, service.provisioner, "test-secret", "", calendars=CalendarPages(service.calendars, service.feeds, service.clock))
 
 
 def _as(app: FastAPI, email: str, visit: Callable[[httpx.AsyncClient, str], Awaitable[None]]) -> None:
