@@ -9,9 +9,9 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["FORMATS", "IDENT", "IDENT_RULE", "FileError", "ImportReport", "Row", "RowError", "Rows", "flag", "format_of", "read_rows", "real", "text", "unknown_keys", "whole", "words"]
+__all__ = ["FORMATS", "IDENT", "IDENT_RULE", "FileError", "ImportReport", "Row", "RowError", "Rows", "check_rows", "flag", "format_of", "read_rows", "real", "text", "unknown_keys", "whole", "words"]
 
 FORMATS = ("csv", "json")
 IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # SKUs and fulfilment systems' ids
@@ -90,6 +90,26 @@ def unknown_keys(row: Row, columns: Sequence[str]) -> list[RowError]:
     if row.problem is not None:
         return [RowError(row.number, "(row)", row.problem)]
     return [RowError(row.number, k, f"unknown field (known: {', '.join(columns)})") for k in row.fields if k not in columns]
+
+
+T = TypeVar("T")
+
+
+def check_rows(rows: Sequence[Row], columns: Sequence[str], check: Callable[[Row, list[RowError]], T | None], key: str, key_of: Callable[[T], str]) -> tuple[list[T], list[RowError]]:
+    """Each row through `check`: the good ones, and every error of the bad ones; a `key` seen twice is an error on its second row."""
+    good: list[T] = []
+    errors: list[RowError] = []
+    first_row: dict[str, int] = {}
+    for row in rows:
+        row_errors = unknown_keys(row, columns)
+        checked = check(row, row_errors) if row.problem is None else None
+        if checked is not None and key_of(checked) in first_row:
+            row_errors.append(RowError(row.number, key, f"{key_of(checked)!r} is on row {first_row[key_of(checked)]} already"))
+        if checked is not None and not row_errors:
+            first_row[key_of(checked)] = row.number
+            good.append(checked)
+        errors.extend(row_errors)
+    return good, errors
 
 
 def _csv_rows(content: str, columns: Sequence[str]) -> Rows:

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..rowfiles import IDENT, IDENT_RULE, Row, RowError, real, text, unknown_keys, words
+from ..rowfiles import IDENT, IDENT_RULE, Row, RowError, check_rows, real, text, words
 from .money import minor_digits, to_minor
 from .packs import MAX_LEAD_DAYS, UNITS, LeadTime
 
@@ -42,19 +42,7 @@ class ProductRow:
 
 def check_products(rows: Sequence[Row]) -> tuple[list[ProductRow], list[RowError]]:
     """The good rows and every error of the bad ones; a SKU seen twice is an error on its second row."""
-    good: list[ProductRow] = []
-    errors: list[RowError] = []
-    first_row: dict[str, int] = {}
-    for row in rows:
-        row_errors = unknown_keys(row, PRODUCT_COLUMNS)
-        product = _check(row, row_errors) if row.problem is None else None
-        if product is not None and product.sku in first_row:
-            row_errors.append(RowError(row.number, "sku", f"{product.sku!r} is on row {first_row[product.sku]} already"))
-        if product is not None and not row_errors:
-            first_row[product.sku] = row.number
-            good.append(product)
-        errors.extend(row_errors)
-    return good, errors
+    return check_rows(rows, PRODUCT_COLUMNS, _check, "sku", lambda p: p.sku)
 
 
 def _check(row: Row, errors: list[RowError]) -> ProductRow | None:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..rowfiles import IDENT, IDENT_RULE, Row, RowError, flag, real, text, unknown_keys
+from ..rowfiles import IDENT, IDENT_RULE, Row, RowError, check_rows, flag, real, text
 
 __all__ = ["FULFILLER_COLUMNS", "MAX_LEAD_TIME_DAYS", "FulfillerRow", "check_fulfillers"]
 
@@ -35,19 +35,7 @@ class FulfillerRow:
 
 def check_fulfillers(rows: Sequence[Row]) -> tuple[list[FulfillerRow], list[RowError]]:
     """The good rows and every error of the bad ones; an id seen twice is an error on its second row."""
-    good: list[FulfillerRow] = []
-    errors: list[RowError] = []
-    first_row: dict[str, int] = {}
-    for row in rows:
-        row_errors = unknown_keys(row, FULFILLER_COLUMNS)
-        checked = check_fulfiller(row, row_errors) if row.problem is None else None
-        if checked is not None and checked.id in first_row:
-            row_errors.append(RowError(row.number, "id", f"{checked.id!r} is on row {first_row[checked.id]} already"))
-        if checked is not None and not row_errors:
-            first_row[checked.id] = row.number
-            good.append(checked)
-        errors.extend(row_errors)
-    return good, errors
+    return check_rows(rows, FULFILLER_COLUMNS, check_fulfiller, "id", lambda f: f.id)
 
 
 def check_fulfiller(row: Row, errors: list[RowError]) -> FulfillerRow | None:

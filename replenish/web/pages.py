@@ -59,6 +59,13 @@ class Pages:
         }
 
 
+def _placer(pages: Pages) -> OrderPlacer:
+    """The placer behind "order now", or 404 where this app does not order."""
+    if pages.placer is None:
+        raise HTTPException(404, "ordering is not served here")
+    return pages.placer
+
+
 def pages_router(pages: Pages) -> APIRouter:
     """The household's routes."""
     web = APIRouter()
@@ -147,10 +154,8 @@ def pages_router(pages: Pages) -> APIRouter:
     async def order_now_form(request: Request, device_id: str, slot_id: str) -> Response:
         """What "order now" would order, and at what price, before anything is ordered."""
         household = require_household(request)
-        if pages.placer is None:
-            raise HTTPException(404, "ordering is not served here")
         try:
-            quote = await run_in_threadpool(pages.placer.quote, household, device_id, slot_id, pages.clock.now())
+            quote = await run_in_threadpool(_placer(pages).quote, household, device_id, slot_id, pages.clock.now())
         except LookupError as exc:
             raise HTTPException(404, str(exc)) from None
         name = await run_in_threadpool(pages.queries.product_name, quote.offer.sku) if quote.offer else None
@@ -161,10 +166,8 @@ def pages_router(pages: Pages) -> APIRouter:
         """Order the slot's product now (one order in flight per slot, the budget respected)."""
         check_csrf(request, csrf)
         household = require_household(request)
-        if pages.placer is None:
-            raise HTTPException(404, "ordering is not served here")
         try:
-            order = await run_in_threadpool(pages.placer.order_now, household, device_id, slot_id, pages.clock.now())
+            order = await run_in_threadpool(_placer(pages).order_now, household, device_id, slot_id, pages.clock.now())
         except LookupError as exc:
             raise HTTPException(404, str(exc)) from None
         except ValueError as exc:
