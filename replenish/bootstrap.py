@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -205,10 +206,6 @@ class Service:
         self.bus = MessageBus()
         self.consents = Consents(self.engine, self.households, self.gateway, self.clock, self.bus)
         self.actions = OrderActions(self.engine, self.consents, enqueue_release, self.bus)
-        self.placer = OrderPlacer(
-            self.engine, self.gateway, self.households, self.consents, self.bus,
-            cancel_window=timedelta(hours=s.cancel_window_hours), review_every=timedelta(seconds=s.tick_seconds * self.clock.speed),
-        )  # fmt: skip
         self.events = FulfilmentEvents(self.engine, self.bus)
         self.stockouts = StockOuts(self.engine, self.gateway)  # a log line as each stock-out begins and ends
         self.bus.subscribe(ConsentChanged, self.actions.on_consent_changed)  # auto_order withdrawn: waiting orders cancelled
@@ -216,6 +213,11 @@ class Service:
         self.forecaster = Forecaster(self.gateway.registry, self.gateway.forecasts)
         self.http = httpx.Client()
         self.calendars = Calendars(self.engine, self.clock)
+        self.placer = OrderPlacer(
+            self.engine, self.gateway, self.households, self.consents, self.bus,
+            cancel_window=timedelta(hours=s.cancel_window_hours), review_every=timedelta(seconds=s.tick_seconds * self.clock.speed),
+            away=self._away_periods,  # no parcel arrives while a household is away
+        )  # fmt: skip
         # Feeds are URLs households name: no redirect followed unchecked, no proxy from the environment
         # (the address check must see the address connected to; docs/calendars.md).
         self.feed_http = httpx.Client(follow_redirects=False, trust_env=False, headers={"User-Agent": "replenish-calendars/0.1"})
@@ -300,6 +302,10 @@ class Service:
         self.outbox.dispatch_due(now)
         self._retain(now)
         self.feeds.refresh_due(now)  # last: a slow feed delays nothing of this pass
+
+    def _away_periods(self, households: Iterable[int], start: datetime, end: datetime) -> dict[int, list[tuple[datetime, datetime]]]:
+        """The ordering policy's view of the households' calendars: (start, end) of each time away."""
+        return {h: [(p.start, p.end) for p in periods] for h, periods in self.calendars.away_of(households, start, end).items()}
 
     def away(self, now: datetime) -> AwayProvider:
         """The forecaster's away periods at `now`: each device's claiming household's calendars (SPEC 4)."""

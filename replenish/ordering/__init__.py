@@ -5,12 +5,13 @@ from .placing import OrderPlacer, PlanResult
 from .needs import NOT_NOW, EndedBy, NeedOrders, NotNow, need_key, need_orders, not_now_after_cancel, order_key, snoozed
 from .planner import Budget, ForecastFacts, Offer, Placement, Plan, PlanInputs, SlotChoice, plan
 from .policy import Decision, SlotMode, SlotSituation, decide
-from .ports import ReleaseOutbox
+from .ports import AwayPeriods, ReleaseOutbox
 from .queries import OrderQueries
 from .stockouts import StockOutChanges, StockOuts, stock_out_changes
 from .status import CANCELLABLE, COMMITTED, FINAL, OPEN, FulfilmentEvent, OrderStatus, after_event, takes_events
 
 __all__ = [
+    "AwayPeriods",
     "CANCELLABLE",
     "COMMITTED",
     "FINAL",

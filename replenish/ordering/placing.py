@@ -20,6 +20,7 @@ from ..storage import Fulfiller, Household, Order, Product, SlotSetting
 from .needs import NO_ORDERS, NotNow, need_key, need_orders, order_key
 from .planner import Budget, Offer, Placement, PlanInputs, SlotChoice, pick_offer, plan
 from .policy import Decision
+from .ports import AwayPeriods
 from .policy import SlotMode
 from .actions import changed
 from .status import COMMITTED, OPEN, OrderStatus
@@ -53,6 +54,9 @@ class Quote:
     step: float
 
 
+AWAY_HORIZON = timedelta(days=180)  # time away further ahead than this cannot change an order placed now
+
+
 def _month_start(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
@@ -69,6 +73,7 @@ class OrderPlacer:
         bus: MessageBus,
         cancel_window: timedelta,
         review_every: timedelta,
+        away: AwayPeriods | None = None,
     ) -> None:
         self.engine = engine
         self.gateway = gateway
@@ -77,6 +82,7 @@ class OrderPlacer:
         self.bus = bus
         self.cancel_window = cancel_window
         self.review_every = review_every
+        self.away = away
 
     def plan(self, now: datetime) -> PlanResult:
         """One planning pass: load, plan, place."""
@@ -156,7 +162,14 @@ class OrderPlacer:
             segments={(sl.device_id, sl.slot_id): sl.segment_start for sl in self.gateway.registry.slots(device_ids)},
             in_flight={(d, sl) for d, sl, status, *_ in orders if status in OPEN},
             needs=need_orders((need, status, sku, ended_by) for _, _, status, need, sku, ended_by in orders),
+            away=self._away({x.household_id for x in settings}, now),
         )
+
+    def _away(self, households: set[int], now: datetime) -> dict[int, tuple[tuple[datetime, datetime], ...]]:
+        """Each household's time away over the coming months, as the policy reads it."""
+        if self.away is None or not households:
+            return {}
+        return {h: tuple(sorted((start, end) for start, end in periods)) for h, periods in self.away(households, now, now + AWAY_HORIZON).items() if periods}
 
     def _place(self, now: datetime, p: Placement) -> Order | None:
         decision = p.decision

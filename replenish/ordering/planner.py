@@ -9,7 +9,7 @@ household's spending up to date as it places orders within the pass. The service
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -98,6 +98,7 @@ class PlanInputs:
     segments: Mapping[Key, datetime | None]  # each slot's last refill seen (None: none yet)
     in_flight: Collection[Key]  # slots with an open order
     needs: Mapping[str, NeedOrders]  # by need key: what became of the orders placed for it
+    away: Mapping[int, tuple[tuple[datetime, datetime], ...]] = field(default_factory=dict)  # by household: its time away ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +184,7 @@ def plan(inputs: PlanInputs, now: datetime, cancel_window: timedelta, review_eve
             spent_this_month_cents=spent.get(choice.household_id, 0),
             monthly_budget_cents=budget.monthly_budget_cents,
             currency=budget.currency,
+            away=inputs.away.get(choice.household_id, ()),
         )
         decision = decide(situation, now, review_every)
         if decision.action == "notify":

@@ -53,6 +53,9 @@ class SlotSituation:
     currency: str = "EUR"
     use_seen: bool = True  # the forecast rests on a level that moved, not only on a bound or a prior
     step: float = 0.0  # the slot's quantisation step as a fraction of capacity (0: unquantised)
+    # The household's away periods ahead (start, end), sorted: no parcel may arrive inside one (SPEC 4).
+    # The forecast already pauses use while away, so `empty_p10` is the run-out with them counted.
+    away: tuple[tuple[datetime, datetime], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,11 @@ class Decision:
 
 def _iso(t: datetime | None) -> str | None:
     return t.isoformat() if t else None
+
+
+def _away_at(t: datetime, away: tuple[tuple[datetime, datetime], ...]) -> tuple[datetime, datetime] | None:
+    """The away period `t` falls in, if any."""
+    return next(((start, end) for start, end in away if start <= t < end), None)
 
 
 def decide(s: SlotSituation, now: datetime, review_every: timedelta) -> Decision:
@@ -103,13 +111,25 @@ def decide(s: SlotSituation, now: datetime, review_every: timedelta) -> Decision
         "spent_this_month_cents": s.spent_this_month_cents,
         "monthly_budget_cents": s.monthly_budget_cents,
     }
-    if arrives + review_every < s.empty_p10:
-        return Decision("wait", "enough left to wait until the next review", why=why)
     days_left = (s.empty_p10 - now).total_seconds() / 86400
     summary = (
         f"runs out in {max(days_left, 0):.1f} days at the earliest (P10); "
         f"delivery takes {why['lead_time_days']:.1f} days after a {why['hold_hours']:.0f} h hold"
     )
+    away_now = _away_at(arrives, s.away)
+    if away_now is not None:  # a parcel ordered now would arrive while the household is away
+        leave, back = away_now
+        why["away"] = [leave.isoformat(), back.isoformat()]
+        if s.empty_p10 >= back:
+            return Decision("wait", f"a parcel ordered now would arrive while the household is away ({leave:%b %d}–{back:%b %d}); it is ordered to arrive after", why=why)
+        return Decision("notify", f"{summary}; it may run out before the household is back on {back:%b %d}, and a parcel ordered now would arrive while they are away", why=why)
+    away_next = _away_at(arrives + review_every, s.away)
+    if away_next is not None and s.empty_p10 < away_next[1] + hold + s.lead_time:
+        # Waiting one more review would land the parcel in the time away, and after it is too late: now.
+        why["away"] = [away_next[0].isoformat(), away_next[1].isoformat()]
+        summary = f"{summary}; the household is away from {away_next[0]:%b %d}, so it is ordered to arrive before"
+    elif arrives + review_every < s.empty_p10:
+        return Decision("wait", "enough left to wait until the next review", why=why)
     if s.mode == SlotMode.NOTIFY:
         return Decision("notify", summary, why=why)
     if over_budget:

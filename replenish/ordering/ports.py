@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -9,7 +10,11 @@ from sqlmodel import Session
 
 from ..storage import Household, Order
 
-__all__ = ["ReleaseOutbox"]
+__all__ = ["AwayPeriods", "ReleaseOutbox"]
+
+# The households' away periods overlapping [start, end), merged and sorted, by household
+# (`calendars.Calendars.away_of`): no parcel may arrive inside one (SPEC 4).
+AwayPeriods = Callable[[Iterable[int], datetime, datetime], Mapping[int, Sequence[tuple[datetime, datetime]]]]
 
 
 class ReleaseOutbox(Protocol):

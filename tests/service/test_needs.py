@@ -11,7 +11,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
@@ -142,6 +142,21 @@ def test_out_of_stock_moves_the_need_to_the_households_next_substitute_once(worl
     (second,) = world.plan(NOW + timedelta(hours=1))
     assert (second.sku, second.idempotency_key, second.unit_price_cents) == ("INK-BK-R", NEED + "#2", 1500)
     assert world.plan(NOW + timedelta(hours=2)) == [], "one order in flight"
+
+
+def test_no_parcel_is_ordered_to_arrive_while_the_household_is_away(world: World) -> None:
+    """Hold 24 h and lead 2 days: a parcel ordered on Nov 02 arrives on Nov 05, inside a trip from Nov 04 to Nov 10."""
+    world.service.calendars.add_range(world.household, date(2026, 11, 4), date(2026, 11, 9), "Trip")
+    with Session(world.service.engine) as s:
+        row = s.get(GwForecast, (DEVICE, SLOT))
+        assert row is not None
+        row.empty_p10 = datetime(2026, 11, 10, 12, tzinfo=UTC)  # it lasts until after return (use pauses while away)
+        s.add(row)
+        s.commit()
+    assert world.plan(NOW) == [], "ordered to arrive after return, not now"
+    assert world.plan(datetime(2026, 11, 6, 12, tzinfo=UTC)) == [], "a parcel ordered now would still arrive on their last day away"
+    (order,) = world.plan(datetime(2026, 11, 7, 12, tzinfo=UTC))
+    assert order.reason["policy"]["expected_arrival"] == "2026-11-10T12:00:00+00:00", "it arrives once they are back (Nov 09, Berlin)"
 
 
 def test_approval_rechecks_consent_and_a_need_is_ordered_again_once_consent_is_back(world: World) -> None:
