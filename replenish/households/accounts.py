@@ -17,6 +17,10 @@ from ..storage import Claim, Household, ProvisionedDevice
 
 __all__ = ["Households"]
 
+MAX_BUDGET_MINOR = 100_000_00  # 100,000 a month in the currency's major units: beyond it, a typo
+MIN_CANCEL_WINDOW_H = 1.0  # an hour to notice an order and cancel it, at the least
+MAX_CANCEL_WINDOW_H = 168.0  # a week: longer, and the hold eats the lead time the policy plans with
+
 
 class Households:
     """Accounts and claims."""
@@ -53,6 +57,22 @@ class Households:
             s.commit()
             s.refresh(household)
         return household
+
+    def update_settings(self, household_id: int, monthly_budget_cents: int, cancel_window_hours: float | None) -> Household:
+        """Set the monthly budget (minor units of its currency) and how long `auto` orders are held (None: the service's default)."""
+        if not 0 <= monthly_budget_cents <= MAX_BUDGET_MINOR:
+            raise ValueError(f"the monthly budget is between 0 and {MAX_BUDGET_MINOR // 100:,}")
+        if cancel_window_hours is not None and not MIN_CANCEL_WINDOW_H <= cancel_window_hours <= MAX_CANCEL_WINDOW_H:
+            raise ValueError(f"the cancel window is between {MIN_CANCEL_WINDOW_H:g} and {MAX_CANCEL_WINDOW_H:g} hours")
+        with Session(self.engine) as s:
+            household = s.get(Household, household_id)
+            if household is None:
+                raise LookupError("no such household")
+            household.monthly_budget_cents, household.cancel_window_hours = monthly_budget_cents, cancel_window_hours
+            s.add(household)
+            s.commit()
+            s.refresh(household)
+            return household
 
     def by_email(self, email: str) -> Household | None:
         """The household with this login, if any."""

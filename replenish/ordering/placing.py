@@ -155,7 +155,7 @@ class OrderPlacer:
                 for x in settings
             ],
             offers=offers,
-            budgets={h.id: Budget(h.id, h.monthly_budget_cents, h.currency, int(spent.get(h.id, 0) or 0)) for h in households if h.id is not None},
+            budgets={h.id: _budget(h, int(spent.get(h.id, 0) or 0)) for h in households if h.id is not None},
             owners=self.households.owners(device_ids),
             auto_order=self.consents.auto_order(device_ids),
             forecasts=self.gateway.forecasts.views(device_ids),
@@ -224,6 +224,12 @@ class OrderPlacer:
         if int(spent) + order.unit_price_cents * order.quantity > household.monthly_budget_cents:
             order.status, order.release_at = OrderStatus.AWAITING_APPROVAL.value, None
             order.reason = {**order.reason, "summary": f"{order.reason['summary']}; over the monthly budget once other orders placed meanwhile were counted, so it waits for approval"}
+
+
+def _budget(h: Household, spent_cents: int) -> Budget:
+    assert h.id is not None
+    window = timedelta(hours=h.cancel_window_hours) if h.cancel_window_hours is not None else None
+    return Budget(h.id, h.monthly_budget_cents, h.currency, spent_cents, window)
 
 
 def _not_now(setting: SlotSetting) -> NotNow | None:

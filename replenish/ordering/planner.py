@@ -83,6 +83,7 @@ class Budget:
     monthly_budget_cents: int
     currency: str
     spent_cents: int
+    cancel_window: timedelta | None = None  # the household's own hold for `auto` orders; None: the service's
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +180,7 @@ def plan(inputs: PlanInputs, now: datetime, cancel_window: timedelta, review_eve
             use_seen=fc.measured if fc else False,
             step=fc.step if fc else 0.0,
             lead_time=offer.lead_time,
-            cancel_window=cancel_window,
+            cancel_window=budget.cancel_window or cancel_window,
             order_cost_cents=cost,
             spent_this_month_cents=spent.get(choice.household_id, 0),
             monthly_budget_cents=budget.monthly_budget_cents,

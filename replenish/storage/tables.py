@@ -42,6 +42,7 @@ class Household(SQLModel, table=True):
     pseudonym: str = Field(max_length=64, sa_column_kwargs={"unique": True})  # what fulfilment sees
     monthly_budget_cents: int = 5000
     currency: str = Field(default="EUR", max_length=3)
+    cancel_window_hours: float | None = None  # how long an `auto` order is held; None: the service's REPLENISH_CANCEL_WINDOW_HOURS
     address: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     timezone: str = Field(default="Europe/Berlin", max_length=64)  # IANA name: where all-day and floating calendar times are
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

@@ -1,7 +1,9 @@
 """The household pages: login, devices with levels and forecasts, claims, consent, orders with cancel and approve."""
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 
 from gateway import Clock, GatewayStorage, OverBudget
 
+from ..catalog.money import minor_digits, to_minor
 from ..households import CONSENT_WORDING, Consents, ConsentScope, Households
 from ..ordering import NotNow, OrderActions, OrderPlacer, OrderQueries
 from .auth import check_csrf, csrf_token, household_id, require_household
@@ -45,8 +48,10 @@ class Pages:
             {"slot": slot, "forecast": forecasts.get((slot.device_id, slot.slot_id)), "device": devices.get(slot.device_id)}
             for slot in self.gateway.registry.slots(device_ids)
         ]
+        account = self.households.get(household)
         return {
-            "household": self.households.get(household),
+            "household": account,
+            "budget_text": _major(account.monthly_budget_cents, account.currency) if account else "",
             "device_ids": device_ids,
             "device_map": devices,
             "consents": self.consents.in_force(device_ids),
@@ -55,8 +60,14 @@ class Pages:
             "orders": self.queries.for_household(household),
             "not_now": {k: v for k, v in self.queries.not_now(household).items() if v.until > self.clock.now()},
             "chosen": self.queries.chosen_slots(household) if self.placer is not None else set(),
+            "default_cancel_window_hours": self.placer.cancel_window.total_seconds() / 3600 if self.placer is not None else 24.0,
             "wording": CONSENT_WORDING,
         }
+
+
+def _major(minor: int, currency: str) -> str:
+    """An amount in minor units as the currency writes it (50.00 EUR, 5000 JPY)."""
+    return f"{Decimal(minor).scaleb(-(minor_digits(currency) or 0)):f}"
 
 
 def _placer(pages: Pages) -> OrderPlacer:
@@ -174,6 +185,30 @@ def pages_router(pages: Pages) -> APIRouter:
             raise HTTPException(409, str(exc)) from None
         waits = order.status == "awaiting_approval"
         request.session["flash"] = f"Ordered {order.quantity} × {order.sku} for {device_id} / {slot_id}" + (": it waits for your approval, as it goes over the budget." if waits else ".")
+        return RedirectResponse("/", 303)
+
+    @web.post("/settings")
+    async def settings(request: Request, budget: str = Form(...), cancel_window_hours: str = Form(""), csrf: str = Form(...)) -> Response:
+        """The household's monthly budget (in its currency) and how long its `auto` orders are held (empty: the service's default)."""
+        check_csrf(request, csrf)
+        household = require_household(request)
+        current = await run_in_threadpool(pages.households.get, household)
+        assert current is not None
+        try:
+            amount = Decimal(budget.strip())
+        except InvalidOperation:
+            raise HTTPException(422, "the budget is an amount such as 50.00") from None
+        try:
+            hours = float(cancel_window_hours) if cancel_window_hours.strip() else None
+        except ValueError:
+            hours = math.nan
+        if hours is not None and not math.isfinite(hours):
+            raise HTTPException(422, "the cancel window is a number of hours, or empty for the service's default")
+        try:
+            await run_in_threadpool(pages.households.update_settings, household, to_minor(amount, current.currency), hours)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        request.session["flash"] = "Settings saved."
         return RedirectResponse("/", 303)
 
     @web.post("/slots/{device_id}/{slot_id}/not-now")

@@ -321,6 +321,27 @@ async def test_order_now_shows_product_and_price_first_and_keeps_one_order_in_fl
         service.placer.order_now(world.household, DEVICE, SLOT, service.clock.now())
 
 
+async def test_the_household_sets_its_budget_and_its_own_cancel_window(world: World) -> None:
+    service = world.service
+    pages = Pages(service.households, service.consents, service.gateway, service.queries, service.actions, service.clock, service.placer)
+    app = create_app(pages, service.fulfillers, service.events, service.provisioner, "test-secret", "op-token")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", follow_redirects=True) as web:
+        csrf = (await web.get("/login")).text.split('name="csrf" value="')[1].split('"')[0]
+        home = await web.post("/login", data={"email": world.email, "password": PASSWORD, "csrf": csrf})
+        csrf = home.text.split('name="csrf" value="')[1].split('"')[0]
+        assert 'value="50.00"' in home.text and 'placeholder="24"' in home.text
+        for budget, hours, reason in (("fifty", "", "amount"), ("50.001", "", "decimals"), ("-5", "", "out of range"), ("99999999", "", "out of range"), ("200000", "", "between 0 and 100,000"), ("50", "0.5", "between 1 and 168"), ("50", "nan", "number of hours"), ("50", "soon", "number of hours")):
+            r = await web.post("/settings", data={"budget": budget, "cancel_window_hours": hours, "csrf": csrf})
+            assert r.status_code == 422 and reason in r.json()["detail"], (budget, hours, r.text)
+        assert (await web.post("/settings", data={"budget": "80", "cancel_window_hours": "2", "csrf": "forged"})).status_code == 403
+        page = await web.post("/settings", data={"budget": "80.50", "cancel_window_hours": "2", "csrf": csrf})
+        assert "Settings saved" in page.text and 'value="80.50"' in page.text and 'value="2"' in page.text
+    account = service.households.get(world.household)
+    assert account is not None and (account.monthly_budget_cents, account.cancel_window_hours) == (8050, 2.0)
+    (order,) = world.plan(NOW)
+    assert (order.status, order.release_at) == (OrderStatus.HELD, NOW + timedelta(hours=2)), "held for the household's own window"
+
+
 def _table(name: str, *columns: str, times: tuple[str, ...] = ()) -> sa.TableClause:
     return sa.table(name, *(sa.column(c) for c in columns), *(sa.column(c, UTCDateTime()) for c in times))
 

@@ -283,6 +283,15 @@ def test_a_product_priced_in_another_currency_than_the_budget_is_not_ordered_and
     assert result.placements == () and result.notices == ((("printer-1", "black"), "INK-BK is priced in USD, and this household's budget is in EUR"),)
 
 
+def test_a_household_with_its_own_cancel_window_holds_its_auto_orders_that_long() -> None:
+    own = {1: Budget(1, 5000, "EUR", 1000, cancel_window=2 * HOUR), 2: Budget(2, 5000, "EUR", 0)}
+    soon = NOW + LEAD + 4 * HOUR  # due with a 2 h hold: 2 h + 3 d + 6 h review is past it
+    (p,) = _run(_inputs([_choice()], {("printer-1", "black"): Forecast(soon, soon + DAY, soon + 3 * DAY)}, budgets=own)).placements
+    assert (p.decision.status, p.decision.release_at) == (OrderStatus.HELD, NOW + 2 * HOUR)
+    (q,) = _run(_inputs([_choice(household=2, device="printer-2")])).placements
+    assert q.decision.release_at == NOW + CANCEL_WINDOW, "without one, the service's"
+
+
 def test_a_crash_between_deciding_and_committing_places_the_same_key_again() -> None:
     choice = _choice()
     need = need_key("printer-1", "black", REFILL)
