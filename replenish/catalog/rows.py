@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..rowfiles import IDENT, IDENT_RULE, Row, RowError, check_rows, real, text, words
-from .money import minor_digits, to_minor
+from ..money import minor_digits, to_minor
 from .packs import MAX_LEAD_DAYS, UNITS, LeadTime
 
 __all__ = ["PRODUCT_COLUMNS", "ProductRow", "check_products"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..money import to_major
 from ..storage import Household, Order
 
 __all__ = ["RELEASED", "order_document", "released_webhook"]
@@ -19,7 +20,7 @@ def order_document(order: Order, household: Household | None) -> dict[str, Any]:
         "status": order.status,
         "household_ref": household.pseudonym if household else None,
         "shipping_address": household.address if household else None,
-        "items": [{"sku": order.sku, "quantity": order.quantity, "unit_price": order.unit_price_cents / 100, "currency": order.currency}],
+        "items": [{"sku": order.sku, "quantity": order.quantity, "unit_price": float(to_major(order.unit_price_cents, order.currency)), "currency": order.currency}],
         "device_id": order.device_id,
         "slot_id": order.slot_id,
         "reason": order.reason.get("summary"),

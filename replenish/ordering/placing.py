@@ -98,7 +98,7 @@ class OrderPlacer:
 
     def quote(self, household_id: int, device_id: str, slot_id: str, now: datetime) -> Quote:
         """What a household's "order now" for one of its slots would place: product, price, budget, or why it cannot."""
-        inputs = self.load(now)
+        inputs = self.load(now, household_id)  # the household's own slots, not the fleet's
         choice = next((c for c in inputs.choices if c.key == (device_id, slot_id)), None) if inputs else None
         if inputs is None or choice is None or choice.household_id != household_id or inputs.owners.get(device_id) != household_id:
             raise LookupError("no such slot of yours, or no product chosen for it")
@@ -131,21 +131,24 @@ class OrderPlacer:
         self.bus.publish(changed(order, now))
         return order
 
-    def load(self, now: datetime) -> PlanInputs | None:
-        """The planner's inputs as the database has them now; None when no household has set up a slot."""
+    def load(self, now: datetime, household: int | None = None) -> PlanInputs | None:
+        """The planner's inputs as the database has them now (every household's, or one's); None when no slot is set up."""
         with Session(self.engine) as s:
-            settings = list(s.exec(select(SlotSetting)))
+            settings_q, households_q, spent_q = select(SlotSetting), select(Household), select(Order.household_id, func.sum(Order.unit_price_cents * Order.quantity))
+            if household is not None:
+                settings_q, households_q = settings_q.where(SlotSetting.household_id == household), households_q.where(Household.id == household)
+                spent_q = spent_q.where(Order.household_id == household)
+            settings = list(s.exec(settings_q))
             if not settings:
                 return None
             device_ids = sorted({x.device_id for x in settings})
             fulfillers = {f.id: f for f in s.exec(select(Fulfiller))}
             offers = {p.sku: _offer(p, fulfillers[p.fulfiller_id]) for p in s.exec(select(Product))}
-            households = list(s.exec(select(Household)))
+            households = list(s.exec(households_q))
             orders = list(s.exec(select(Order.device_id, Order.slot_id, Order.status, Order.need, Order.sku, Order.ended_by).where(col(Order.device_id).in_(device_ids))))
             spent = dict(
                 s.exec(  # type: ignore[call-overload]
-                    select(Order.household_id, func.sum(Order.unit_price_cents * Order.quantity))
-                    .where(col(Order.status).in_(list(COMMITTED)), col(Order.created_at) >= _month_start(now))
+                    spent_q.where(col(Order.status).in_(list(COMMITTED)), col(Order.created_at) >= _month_start(now))
                     .group_by(Order.household_id)
                 ).all()
             )

@@ -14,7 +14,7 @@ from fastapi.templating import Jinja2Templates
 
 from gateway import Clock, GatewayStorage, OverBudget
 
-from ..catalog.money import minor_digits, to_minor
+from ..money import to_major, to_minor
 from ..households import CONSENT_WORDING, Consents, ConsentScope, Households
 from ..ordering import NotNow, OrderActions, OrderPlacer, OrderQueries
 from .auth import check_csrf, csrf_token, household_id, require_household
@@ -22,6 +22,8 @@ from .auth import check_csrf, csrf_token, household_id, require_household
 __all__ = ["Pages", "pages_router"]
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+# {{ cents|money(currency) }}: an amount of minor units as its currency writes it (24.99 EUR, 2499 JPY).
+TEMPLATES.env.filters["money"] = lambda minor, currency: f"{to_major(minor, currency):f}"
 MAX_NOT_NOW = timedelta(days=90)  # a longer "not now" is a "never": the slot's notify mode
 
 
@@ -51,7 +53,7 @@ class Pages:
         account = self.households.get(household)
         return {
             "household": account,
-            "budget_text": _major(account.monthly_budget_cents, account.currency) if account else "",
+            "budget_text": f"{to_major(account.monthly_budget_cents, account.currency):f}" if account else "",
             "device_ids": device_ids,
             "device_map": devices,
             "consents": self.consents.in_force(device_ids),
@@ -63,11 +65,6 @@ class Pages:
             "default_cancel_window_hours": self.placer.cancel_window.total_seconds() / 3600 if self.placer is not None else 24.0,
             "wording": CONSENT_WORDING,
         }
-
-
-def _major(minor: int, currency: str) -> str:
-    """An amount in minor units as the currency writes it (50.00 EUR, 5000 JPY)."""
-    return f"{Decimal(minor).scaleb(-(minor_digits(currency) or 0)):f}"
 
 
 def _placer(pages: Pages) -> OrderPlacer:

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from replenish.catalog import LeadTime, fits, order_up_to_packs, suggest_substitutes, to_minor
-from replenish.catalog.money import CURRENCIES, minor_digits
+from replenish.money import CURRENCIES, minor_digits, to_major
 from replenish.catalog.packs import Candidate, substitute_problems
 
 
@@ -116,3 +116,8 @@ def test_a_households_substitutes_are_each_once_compatible_and_not_the_chosen_on
         "'Z' does not fit this slot",
     ]
     assert substitute_problems("A", ["B", "C"], compatible, 1) == ["at most 1 substitutes"]
+
+
+def test_an_amount_of_minor_units_is_written_back_in_its_currency() -> None:
+    assert [f"{to_major(2499, c):f}" for c in ("EUR", "JPY", "KWD")] == ["24.99", "2499", "2.499"]
+

@@ -66,3 +66,15 @@ def test_signature_verifies_with_the_standardwebhooks_package() -> None:
     body = json.dumps({"type": "order.released"}).encode()
     headers = sign_headers(secret, "msg_1", int(time.time()), body)
     assert Webhook(secret).verify(body, headers) == {"type": "order.released"}
+
+
+def test_the_webhook_states_a_unit_price_in_the_currency_of_the_order() -> None:
+    from datetime import UTC, datetime
+
+    from replenish.fulfilment.payload import order_document
+    from replenish.storage import Order
+
+    now = datetime(2026, 11, 2, tzinfo=UTC)
+    base = {"id": "o-1", "idempotency_key": "k", "need": "k", "household_id": 1, "device_id": "d", "slot_id": "s", "fulfiller_id": "f", "sku": "S", "quantity": 1, "status": "released", "reason": {}, "created_at": now, "updated_at": now}
+    prices = [order_document(Order(**base, unit_price_cents=2499, currency=c), None)["items"][0]["unit_price"] for c in ("EUR", "JPY")]
+    assert prices == [24.99, 2499.0], "2499 yen is 2499 yen, not 24.99"

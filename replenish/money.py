@@ -1,10 +1,13 @@
-"""Prices: ISO 4217 currency codes and their minor units, a decimal price to an integer of minor units; pure."""
+"""Money: ISO 4217 currency codes and their minor units, prices in and out of integers of minor units; pure.
+
+Every amount is stored as an integer of the currency's minor units (cents, but yen for JPY and fils for
+KWD); `to_minor` reads one, `to_major` writes one back (the page, the webhook)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-__all__ = ["CURRENCIES", "MAX_MINOR", "minor_digits", "to_minor"]
+__all__ = ["CURRENCIES", "MAX_MINOR", "minor_digits", "to_major", "to_minor"]
 
 # ISO 4217 active codes (list one, 2024/2025), without funds, metals and testing codes (XAU, XTS, XXX...):
 # nothing a household pays with. Most currencies have 2 minor digits; the exceptions are listed.
@@ -45,3 +48,8 @@ def to_minor(price: Decimal, currency: str) -> int:
     if not 0 <= minor <= MAX_MINOR:
         raise ValueError(f"{price} {currency} is out of range: 0 to {Decimal(MAX_MINOR).scaleb(-digits)}")
     return int(minor)
+
+
+def to_major(minor: int, currency: str) -> Decimal:
+    """An integer of minor units as the amount in major units (2499 EUR is 24.99, 2499 JPY is 2499)."""
+    return Decimal(minor).scaleb(-(minor_digits(currency) or 0))
